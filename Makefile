@@ -1,0 +1,72 @@
+# fairpack's interface. A fresh machine needs two commands: `make demo` and `make test`.
+# Everything either installs goes into .venv/ (Python) and $(FAIRPACK_CACHE) (control plane).
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+# -P: never put the working directory on sys.path. The repo root holds a folder named
+# `operator`, which would shadow the standard library's module of that name.
+PY := $(VENV)/bin/python -P
+# Development tooling (local control plane, demo) is the package hack/fairpack_dev.
+export PYTHONPATH := $(CURDIR)/hack
+export FAIRPACK_CACHE ?= $(HOME)/.cache/fairpack
+PYTEST_ARGS ?=
+
+.PHONY: help venv binaries lint typecheck test test-unit cluster-up cluster-down demo bench kind-e2e
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -P -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv with fairpack and its test tools
+
+binaries:  ## build (once, then cached by version) etcd, Kubernetes, KWOK and helm
+	hack/build-binaries.sh
+
+# mypy and import-linter cannot follow setuptools' package-dir mapping through an editable
+# install, so they read a tree laid out as the import names are: links for mypy (so its
+# messages name the real files), a copy for import-linter (which does not follow links).
+PACKAGE_FOLDERS := fairpack/cli:cli solver:solver extender:extender operator:operator
+define package-tree
+	rm -rf $(1) && mkdir -p $(1)/fairpack
+	$(2) $(CURDIR)/fairpack/__init__.py $(CURDIR)/fairpack/py.typed $(1)/fairpack/
+	for pair in $(PACKAGE_FOLDERS); do $(2) $(CURDIR)/$${pair%%:*} $(1)/fairpack/$${pair##*:}; done
+endef
+
+typecheck: $(VENV)/.installed
+	$(call package-tree,.build/typecheck,ln -s)
+	MYPYPATH=.build/typecheck $(VENV)/bin/mypy -p fairpack
+	MYPYPATH=.build/typecheck:hack $(VENV)/bin/mypy -p fairpack_dev
+	MYPYPATH=.build/typecheck $(VENV)/bin/mypy --explicit-package-bases tests $(wildcard bench/*.py)
+
+lint: $(VENV)/.installed typecheck  ## ruff, mypy (strict) and the layer contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(call package-tree,.build/imports,cp -r)
+	cd .build/imports && $(CURDIR)/$(VENV)/bin/lint-imports --config $(CURDIR)/pyproject.toml --no-cache --no-logo
+
+test-unit: $(VENV)/.installed  ## unit tests only (plain data, no cluster)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+test: $(VENV)/.installed binaries lint  ## everything: lint, unit tests, tests on the real control plane
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+cluster-up: $(VENV)/.installed binaries  ## start the local control plane with the small GPU inventory
+	$(PY) -m fairpack_dev.cluster up
+
+cluster-down: $(VENV)/.installed  ## stop the local control plane and remove its state
+	$(PY) -m fairpack_dev.cluster down
+
+demo: $(VENV)/.installed binaries  ## the main job: local cluster, 100 GPU nodes, fairpack, sample workloads
+	$(PY) -m fairpack_dev.demo
+
+bench: $(VENV)/.installed  ## run every benchmark side by side with its baselines (figures: docs/benchmarks.md)
+	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b; done
+
+kind-e2e: $(VENV)/.installed  ## (needs Docker) the same tests against a kind cluster
+	hack/kind-e2e.sh

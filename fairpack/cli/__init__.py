@@ -1,0 +1,1 @@
+"""The ``fairpack`` command line: one sub-command per module (plan, replay, simulate, status)."""
