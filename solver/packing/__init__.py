@@ -1,0 +1,19 @@
+"""CP-SAT pod packing: the fallback that re-plans a cluster when pods are left pending.
+
+Public API (the operator's fallback controller and ``fairpack plan`` use only these)::
+
+    from fairpack.solver import packing
+    instance = packing.adapter.instance_from_snapshot(snapshot)        # or from model objects
+    plan = packing.solve(instance, settings=packing.Settings(window_s=1.0, max_evictions=5))
+    plan.status, plan.placements, plan.moves, plan.evictions, plan.to_json()
+
+Modules: ``instance`` (typed input), ``greedy`` (kube-scheduler's default placement: hint and
+baseline), ``model``/``constraints``/``objectives`` (the CP-SAT model), ``solve`` (the staged
+solve inside a window), ``validate`` (the solver-free checker), ``plan`` (the output).
+Purely computational, like the rest of ``fairpack.solver``.
+"""
+
+from fairpack.solver.packing.plan import Plan, Status
+from fairpack.solver.packing.solve import Settings, solve
+
+__all__ = ["Plan", "Settings", "Status", "solve"]

@@ -1,0 +1,235 @@
+"""A model of kube-scheduler's default placement: the packer's hint and the baseline it must beat.
+
+Pending pods are taken in the scheduling queue's order (priority, then creation). Each goes through
+the Filter phase (selector, affinity and taints via ``PackPod.eligible``; NodeResourcesFit on every
+resource; a free MIG slot run) and the Score phase with the default profile's resource scorers:
+NodeResourcesFit in LeastAllocated mode and NodeResourcesBalancedAllocation, both weight 1, on cpu
+and memory, with kube-scheduler's non-zero defaults (100m, 200Mi) for pods that request none. A pod
+that fits nowhere may preempt lower-priority pods (DefaultPreemption): the node chosen needs the
+lowest highest-victim priority, then the smallest priority sum, then the fewest victims; victims
+that may move are queued again. Left out, and said here so nobody relies on them: the scorers that
+need no resources (ImageLocality, InterPodAffinity, preferred NodeAffinity, TaintToleration,
+PodTopologySpread's system defaults) and percentageOfNodesToScore sampling on large clusters.
+Ties go to the lowest node index, or to a seeded random choice like kube-scheduler's.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from fairpack.solver.packing import instance as inst
+
+MAX_NODE_SCORE = 100
+DEFAULT_MILLI_CPU = 100
+"""kube-scheduler's scoring request for a pod that requests no cpu (milli-CPU)."""
+DEFAULT_MEMORY = 200 * 1024 * 1024
+"""... and for one that requests no memory (bytes)."""
+
+IntMatrix = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How the default scheduler's model breaks ties and how much it may disturb."""
+
+    seed: int | None = None
+    """None: ties go to the lowest node index (reproducible); an int: a seeded random tie-break."""
+    preemption: bool = True
+    """Let a pod that fits nowhere evict lower-priority pods, as DefaultPreemption does."""
+    max_evictions: int | None = None
+    """Never leave more running pods unplaced than this (None: no limit)."""
+
+
+class _Cluster:
+    """The scheduler's cache: usage per node, MIG slots taken, who runs where."""
+
+    def __init__(self, instance: inst.Instance, start: inst.Assignment) -> None:
+        self.instance = instance
+        self.allocatable: IntMatrix = np.array([n.allocatable for n in instance.nodes], dtype=np.int64)
+        self.allocatable = self.allocatable.reshape(len(instance.nodes), len(instance.resources))
+        self.used: IntMatrix = np.zeros_like(self.allocatable)
+        cpu, memory = instance.resource("cpu"), instance.resource("memory")
+        self.scored = np.array([r for r in (cpu, memory) if r is not None], dtype=np.int64)
+        self.defaults = [DEFAULT_MILLI_CPU if r == cpu else DEFAULT_MEMORY for r in self.scored]
+        self.nonzero: IntMatrix = np.zeros((len(instance.nodes), len(self.scored)), dtype=np.int64)
+        self.nodes = list(start.nodes)
+        self.slots = list(start.mig_slots)
+        self.taken: list[list[set[int]]] = [[set(g.blocked) for g in n.mig_gpus] for n in instance.nodes]
+        self.residents: list[set[int]] = [set() for _ in instance.nodes]
+        self._masks: dict[int, npt.NDArray[np.bool_]] = {}
+        for i, node in enumerate(start.nodes):
+            if node is not None:
+                self.bind(i, node, start.mig_slots[i])
+
+    def nonzero_requests(self, pod: inst.PackPod) -> npt.NDArray[np.int64]:
+        values = [pod.requests[r] or d for r, d in zip(self.scored.tolist(), self.defaults, strict=True)]
+        return np.array(values, dtype=np.int64)
+
+    def bind(self, i: int, node: int, slot: inst.MigSlot | None) -> None:
+        pod = self.instance.pods[i]
+        self.nodes[i], self.slots[i] = node, slot
+        self.used[node] += pod.requests
+        self.nonzero[node] += self.nonzero_requests(pod)
+        self.residents[node].add(i)
+        if slot is not None and pod.mig_profile is not None:
+            gpu = self.instance.nodes[node].mig_gpus[slot[0]]
+            self.taken[node][slot[0]].update(inst.slots_of(gpu, pod.mig_profile, slot[1]))
+
+    def unbind(self, i: int) -> None:
+        pod, node, slot = self.instance.pods[i], self.nodes[i], self.slots[i]
+        assert node is not None
+        self.used[node] -= pod.requests
+        self.nonzero[node] -= self.nonzero_requests(pod)
+        self.residents[node].discard(i)
+        if slot is not None and pod.mig_profile is not None:
+            gpu = self.instance.nodes[node].mig_gpus[slot[0]]
+            self.taken[node][slot[0]].difference_update(inst.slots_of(gpu, pod.mig_profile, slot[1]))
+        self.nodes[i], self.slots[i] = None, None
+
+    def eligible(self, pod: inst.PackPod) -> npt.NDArray[np.bool_]:
+        # Pods built by one adapter share their eligibility sets, so this caches per set.
+        mask = self._masks.get(id(pod.eligible))
+        if mask is None:
+            mask = np.zeros(len(self.instance.nodes), dtype=np.bool_)
+            mask[list(pod.eligible)] = True
+            self._masks[id(pod.eligible)] = mask
+        return mask
+
+    def free_slot(self, pod: inst.PackPod, node: int, taken: list[set[int]]) -> inst.MigSlot | None:
+        """The first free run for the pod's profile: fullest GPU first, so empty GPUs stay whole."""
+        assert pod.mig_profile is not None
+        gpus = self.instance.nodes[node].mig_gpus
+        for position in sorted(range(len(gpus)), key=lambda g: -len(taken[g])):
+            for start, slots in inst.runs(gpus[position], pod.mig_profile):
+                if taken[position].isdisjoint(slots):
+                    return (position, start)
+        return None
+
+    def scores(self, pod: inst.PackPod, candidates: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """LeastAllocated plus BalancedAllocation on cpu and memory, kube-scheduler's integer maths."""
+        if len(self.scored) == 0:
+            return np.zeros(len(candidates), dtype=np.int64)
+        capacity = self.allocatable[np.ix_(candidates, self.scored)]
+        safe = np.maximum(capacity, 1)
+        requested = self.nonzero[candidates] + self.nonzero_requests(pod)
+        least = np.where(
+            (capacity == 0) | (requested > capacity), 0, (capacity - requested) * MAX_NODE_SCORE // safe
+        )
+        actual = self.used[np.ix_(candidates, self.scored)] + np.array(pod.requests)[self.scored]
+        fractions = np.minimum(actual / safe, 1.0)
+        std = np.std(fractions, axis=1)
+        balanced = ((1 - std) * MAX_NODE_SCORE).astype(np.int64)
+        return np.asarray(least.sum(axis=1) // len(self.scored) + balanced, dtype=np.int64)
+
+
+def schedule(
+    instance: inst.Instance, *, settings: Settings = Settings(), start: inst.Assignment | None = None
+) -> inst.Assignment:
+    """Place the unplaced pods of ``start`` (default: the current state) as kube-scheduler would."""
+    cluster = _Cluster(instance, start or inst.Assignment.current(instance))
+    rng = random.Random(settings.seed) if settings.seed is not None else None
+    queue = [(-p.priority, p.order, i) for i, p in enumerate(instance.pods) if cluster.nodes[i] is None]
+    heapq.heapify(queue)
+    tried: set[int] = set()
+    while queue:
+        _, _, i = heapq.heappop(queue)
+        pod = instance.pods[i]
+        if pod.node is not None and i in tried and not pod.movable:
+            continue  # a preempted pod without a controller is gone
+        tried.add(i)
+        if _place(cluster, i, rng):
+            continue
+        if settings.preemption:
+            for victim in _preempt(cluster, i, settings.max_evictions):
+                if instance.pods[victim].movable:
+                    heapq.heappush(
+                        queue, (-instance.pods[victim].priority, instance.pods[victim].order, victim)
+                    )
+    return inst.Assignment.of(cluster.nodes, cluster.slots)
+
+
+def _place(cluster: _Cluster, i: int, rng: random.Random | None) -> bool:
+    pod = cluster.instance.pods[i]
+    if pod.node is not None and not pod.movable:
+        return False
+    fits = cluster.eligible(pod) & np.all(cluster.used + pod.requests <= cluster.allocatable, axis=1)
+    candidates = np.flatnonzero(fits)
+    slots: dict[int, inst.MigSlot] = {}
+    if pod.mig_profile is not None:
+        for n in candidates:
+            slot = cluster.free_slot(pod, int(n), cluster.taken[int(n)])
+            if slot is not None:
+                slots[int(n)] = slot
+        candidates = np.array(sorted(slots), dtype=np.int64)
+    if len(candidates) == 0:
+        return False
+    scores = cluster.scores(pod, candidates)
+    best = candidates[scores == scores.max()]
+    node = int(best[0] if rng is None else rng.choice(list(best)))
+    cluster.bind(i, node, slots.get(node))
+    return True
+
+
+def _preempt(cluster: _Cluster, i: int, max_evictions: int | None) -> list[int]:
+    """Evict the cheapest set of lower-priority pods that lets pod ``i`` in; return the victims."""
+    instance, pod = cluster.instance, cluster.instance.pods[i]
+    unplaced = sum(1 for j, p in enumerate(instance.pods) if p.node is not None and cluster.nodes[j] is None)
+    best: tuple[tuple[int, int, int, int], list[int], inst.MigSlot | None] | None = None
+    for n in np.flatnonzero(cluster.eligible(pod)):
+        node = int(n)
+        found = _victims(cluster, pod, node)
+        if found is None:
+            continue
+        victims, slot = found
+        if max_evictions is not None and unplaced + len(victims) > max_evictions:
+            continue
+        prios = [instance.pods[v].priority for v in victims]
+        rank = (max(prios, default=pod.priority), sum(prios), len(victims), node)
+        if best is None or rank < best[0]:
+            best = (rank, victims, slot)
+    if best is None or not best[1]:
+        return []
+    _, victims, slot = best
+    for v in victims:
+        cluster.unbind(v)
+    cluster.bind(i, best[0][3], slot)
+    return victims
+
+
+def _victims(cluster: _Cluster, pod: inst.PackPod, node: int) -> tuple[list[int], inst.MigSlot | None] | None:
+    """Victims on ``node`` for ``pod`` after kube's reprieve (keep the most important), or None."""
+    instance = cluster.instance
+    candidates = [
+        j
+        for j in cluster.residents[node]
+        if instance.pods[j].priority < pod.priority and instance.pods[j].evictable
+    ]
+    candidates.sort(key=lambda j: (-instance.pods[j].priority, instance.pods[j].order))
+    victims = set(candidates)
+
+    def fits(without: set[int]) -> tuple[bool, inst.MigSlot | None]:
+        freed = sum((np.array(instance.pods[j].requests) for j in without), np.zeros(len(instance.resources)))
+        if not np.all(cluster.used[node] - freed + pod.requests <= cluster.allocatable[node]):
+            return False, None
+        if pod.mig_profile is None:
+            return True, None
+        taken = [set(t) for t in cluster.taken[node]]
+        for j in without:
+            slot, victim = cluster.slots[j], instance.pods[j]
+            if slot is not None and victim.mig_profile is not None:
+                gpu = instance.nodes[node].mig_gpus[slot[0]]
+                taken[slot[0]].difference_update(inst.slots_of(gpu, victim.mig_profile, slot[1]))
+        slot = cluster.free_slot(pod, node, taken)
+        return slot is not None, slot
+
+    if not fits(victims)[0]:
+        return None
+    for j in candidates:  # reprieve from the most important down
+        if fits(victims - {j})[0]:
+            victims.discard(j)
+    return sorted(victims), fits(victims)[1]

@@ -1,0 +1,334 @@
+"""The CP-SAT model of a packing instance: variables here, rules in constraints, goals in objectives.
+
+Identical pods are one *class* (same priority, requests, MIG profile, candidate nodes, movability)
+and a class gets one integer variable per candidate node, the number of its pods there, instead of
+a boolean per pod and node: a 10 000-pod cluster with a few hundred distinct pod shapes becomes a
+model of a few thousand integers. Which member of a class goes where is decided when decoding,
+running pods first so that as many as possible stay. Pods in ``fixed`` (pinned pods, and pods the
+solve loop freezes to shrink a large instance) are constants that only take capacity.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from fairpack.solver.packing import constraints
+from fairpack.solver.packing import instance as inst
+
+Place = tuple[int | None, inst.MigSlot | None]
+"""Where one pod is: (node index or None, MIG slot or None)."""
+UKey = tuple[int, int, str, int]
+"""A possible MIG instance: (node, GPU position, profile, start slot)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodClass:
+    """Pods the model cannot tell apart."""
+
+    members: tuple[int, ...]
+    """Pod indices, running pods first, then pending ones in queue order."""
+    priority: int
+    requests: tuple[int, ...]
+    mig_profile: str | None
+    movable: bool
+    evictable: bool
+    running: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Node -> members running there now."""
+
+    @property
+    def running_count(self) -> int:
+        return sum(len(v) for v in self.running.values())
+
+
+class PackingModel:
+    """Variables of one packing instance; constraints and hints are added by the functions that own them."""
+
+    def __init__(
+        self,
+        instance: inst.Instance,
+        *,
+        fixed: Mapping[int, Place],
+        nodes: frozenset[int] | None = None,
+        max_evictions: int | None = None,
+    ) -> None:
+        self.instance = instance
+        pinned = {i: (p.node, p.mig_slot) for i, p in enumerate(instance.pods) if p.pinned}
+        self.fixed: dict[int, Place] = pinned | dict(fixed)
+        self.nodes = frozenset(range(len(instance.nodes))) if nodes is None else nodes
+        self.cp = cp_model.CpModel()
+        self.base, self.blocked = _fixed_load(instance, self.fixed)
+        self.classes = _classes(instance, self.fixed)
+        self.y: dict[tuple[int, int], cp_model.IntVar] = {}
+        self.ub: dict[tuple[int, int], int] = {}
+        """Upper bound of each ``y`` variable."""
+        self.stay: dict[tuple[int, int], cp_model.IntVar] = {}
+        self.stay_pod: dict[int, cp_model.IntVar] = {}
+        self.evicted: dict[int, cp_model.IntVar] = {}
+        self.u: dict[UKey, cp_model.IntVar] = {}
+        self._groups: list[list[int]] | None = None
+        self._add_variables()
+        self.by_class: dict[int, list[int]] = defaultdict(list)
+        self.by_node: dict[int, list[int]] = defaultdict(list)
+        for c, n in self.y:
+            self.by_class[c].append(n)
+            self.by_node[n].append(c)
+        constraints.add_all(self, max_evictions=max_evictions)
+
+    # --- variables ---------------------------------------------------------------------
+    def free(self, n: int) -> list[int]:
+        """Capacity of node ``n`` left after the fixed pods."""
+        return [a - b for a, b in zip(self.instance.nodes[n].allocatable, self.base[n], strict=True)]
+
+    def upper_bound(self, c: int, n: int) -> int:
+        """The most pods of class ``c`` node ``n`` could take alone (0: never a candidate)."""
+        cls = self.classes[c]
+        bound = len(cls.members)
+        for need, have in zip(cls.requests, self.free(n), strict=True):
+            if need > 0:
+                bound = min(bound, max(have, 0) // need)
+        if cls.mig_profile is not None:
+            bound = min(bound, len(self.mig_starts(n, cls.mig_profile)))
+        if not cls.movable:
+            bound = min(bound, len(cls.running.get(n, ())))
+        return bound
+
+    def mig_starts(self, n: int, profile: str) -> list[tuple[int, int]]:
+        """(GPU position, start) of every instance of ``profile`` that avoids blocked slots on node ``n``."""
+        found = []
+        for g, gpu in enumerate(self.instance.nodes[n].mig_gpus):
+            for start, slots in inst.runs(gpu, profile):
+                if self.blocked[(n, g)].isdisjoint(slots):
+                    found.append((g, start))
+        return found
+
+    def candidates(self, c: int) -> list[int]:
+        """Nodes class ``c`` may use in this model."""
+        first = self.instance.pods[self.classes[c].members[0]]
+        return sorted(n for n in first.eligible & self.nodes if self.upper_bound(c, n) > 0)
+
+    def _add_variables(self) -> None:
+        for c, cls in enumerate(self.classes):
+            for n in self.candidates(c):
+                self.ub[(c, n)] = self.upper_bound(c, n)
+                self.y[(c, n)] = self.cp.new_int_var(0, self.ub[(c, n)], f"y_{c}_{n}")
+            for n, members in cls.running.items():
+                if (c, n) not in self.y:
+                    continue
+                if cls.mig_profile is None:
+                    self.stay[(c, n)] = self.cp.new_int_var(0, len(members), f"stay_{c}_{n}")
+                else:
+                    for i in members:
+                        self.stay_pod[i] = self.cp.new_bool_var(f"stay_pod_{i}")
+            if cls.running:
+                self.evicted[c] = self.cp.new_int_var(0, cls.running_count, f"evicted_{c}")
+        profiles = {(n, cls.mig_profile) for (c, n) in self.y if (cls := self.classes[c]).mig_profile}
+        for n, profile in sorted(profiles):
+            for g, start in self.mig_starts(n, profile):
+                self.u[(n, g, profile, start)] = self.cp.new_bool_var(f"u_{n}_{g}_{profile}_{start}")
+
+    # --- expressions the objectives and stages share --------------------------------------
+    def placed(self, c: int) -> cp_model.LinearExprT:
+        """Pods of class ``c`` placed."""
+        return sum(self.y[(c, n)] for n in self.by_class[c])
+
+    def stays(self) -> cp_model.LinearExpr:
+        """Running free pods that stay where they are."""
+        return cp_model.LinearExpr.sum([*self.stay.values(), *self.stay_pod.values()])
+
+    def running_total(self) -> int:
+        return sum(cls.running_count for cls in self.classes)
+
+    def priorities(self) -> list[int]:
+        """Priority values of the free pods, highest first."""
+        return sorted({cls.priority for cls in self.classes}, reverse=True)
+
+    def load(self, n: int) -> cp_model.LinearExprT:
+        """What symmetry breaking orders interchangeable nodes by: milli-CPU placed, plus pods."""
+        return sum(self.load_weight(c) * self.y[(c, n)] for c in self.by_node[n])
+
+    def load_weight(self, c: int) -> int:
+        cpu = self.instance.resource("cpu")
+        return 1 + (self.classes[c].requests[cpu] if cpu is not None else 0)
+
+    def symmetric_groups(self) -> list[list[int]]:
+        """Groups (two or more) of nodes that no solution can tell apart; see the symmetry rule."""
+        if self._groups is None:
+            classes: dict[int, list[tuple[int, int]]] = defaultdict(list)
+            for c, n in self.y:
+                classes[n].append((c, self.ub[(c, n)]))
+            occupied = {n for cls in self.classes for n in cls.running}
+            groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
+            for n in sorted(classes):
+                if n in occupied:
+                    continue
+                gpus = tuple(
+                    (gpu.model.name, frozenset(self.blocked[(n, g)]))
+                    for g, gpu in enumerate(self.instance.nodes[n].mig_gpus)
+                )
+                groups[(tuple(self.free(n)), gpus, tuple(classes[n]))].append(n)
+            self._groups = [g for g in groups.values() if len(g) > 1]
+        return self._groups
+
+    def variables(self) -> list[cp_model.IntVar]:
+        """Every decision variable, for complete hints."""
+        return [
+            *self.y.values(),
+            *self.stay.values(),
+            *self.stay_pod.values(),
+            *self.evicted.values(),
+            *self.u.values(),
+        ]
+
+    # --- hints and solutions ----------------------------------------------------------------
+    def hint(self, assignment: inst.Assignment) -> None:
+        """Replace the hint with a complete one: every variable's value in ``assignment``."""
+        assignment = self._canonical(assignment)
+        self.cp.clear_hints()  # type: ignore[no-untyped-call]
+        values = dict.fromkeys(self.variables(), 0)
+        where = assignment.nodes
+        for c, cls in enumerate(self.classes):
+            placed = 0
+            for i in cls.members:
+                n = where[i]
+                if n is None or (c, n) not in self.y:
+                    continue
+                placed += 1
+                values[self.y[(c, n)]] += 1
+                pod, slot = self.instance.pods[i], assignment.mig_slots[i]
+                if pod.node == n and (c, n) in self.stay:
+                    values[self.stay[(c, n)]] += 1
+                if i in self.stay_pod and pod.node == n and slot == pod.mig_slot:
+                    values[self.stay_pod[i]] = 1
+                own = self.u.get((n, slot[0], cls.mig_profile, slot[1])) if slot and cls.mig_profile else None
+                if own is not None:
+                    values[own] = 1
+            if c in self.evicted:
+                values[self.evicted[c]] = max(0, cls.running_count - placed)
+        for var, value in values.items():
+            self.cp.add_hint(var, value)
+
+    def _canonical(self, assignment: inst.Assignment) -> inst.Assignment:
+        """``assignment`` with interchangeable nodes relabelled so that it meets the symmetry rule."""
+        weights = {i: self.load_weight(c) for c, cls in enumerate(self.classes) for i in cls.members}
+        load: dict[int, int] = defaultdict(int)
+        for i, n in enumerate(assignment.nodes):
+            if n is not None and i in weights:
+                load[n] += weights[i]
+        relabel: dict[int, int] = {}
+        for group in self.symmetric_groups():
+            by_load = sorted(group, key=lambda n: -load[n])
+            relabel.update(zip(by_load, group, strict=True))
+        return inst.Assignment.of(
+            [relabel.get(n, n) if n is not None else None for n in assignment.nodes], assignment.mig_slots
+        )
+
+    def decode(self, value: Callable[[cp_model.IntVar], int]) -> inst.Assignment:
+        """The assignment a solution describes: members of each class put on its counted nodes.
+
+        Running pods keep their place where the count allows (MIG pods where their own instance
+        is kept), the other running pods fill the remaining places before pending pods do, and new
+        MIG pods get the instances nobody stays on.
+        """
+        nodes: list[int | None] = [None] * len(self.instance.pods)
+        slots: list[inst.MigSlot | None] = [None] * len(self.instance.pods)
+        for i, (n, slot) in self.fixed.items():
+            nodes[i], slots[i] = n, slot
+        free_instances: dict[tuple[int, str], list[inst.MigSlot]] = defaultdict(list)
+        for (n, g, profile, start), v in self.u.items():
+            if value(v):
+                free_instances[(n, profile)].append((g, start))
+        left: dict[tuple[int, int], int] = {k: value(v) for k, v in self.y.items()}
+        for c, cls in enumerate(self.classes):
+            for n, members in cls.running.items():
+                for i in self._stayers(c, n, members, left.get((c, n), 0), value, free_instances):
+                    nodes[i], slots[i] = n, self.instance.pods[i].mig_slot
+                    left[(c, n)] -= 1
+        for c, cls in enumerate(self.classes):
+            waiting = [i for i in cls.members if nodes[i] is None]
+            for n in self.by_class[c]:
+                taking, waiting = waiting[: left[(c, n)]], waiting[left[(c, n)] :]
+                for i in taking:
+                    nodes[i] = n
+                    if cls.mig_profile is not None and free_instances[(n, cls.mig_profile)]:
+                        slots[i] = free_instances[(n, cls.mig_profile)].pop(0)
+        return inst.Assignment.of(nodes, slots)
+
+    def _stayers(
+        self,
+        c: int,
+        n: int,
+        members: tuple[int, ...],
+        count: int,
+        value: Callable[[cp_model.IntVar], int],
+        free_instances: dict[tuple[int, str], list[inst.MigSlot]],
+    ) -> list[int]:
+        profile = self.classes[c].mig_profile
+        if profile is None:
+            return list(members[:count])
+        stayers: list[int] = []
+        # The solver's stayers first, then any pod whose own instance the solution kept anyway.
+        ordered = sorted(members, key=lambda i: -value(self.stay_pod[i]) if i in self.stay_pod else 0)
+        for i in ordered:
+            slot = self.instance.pods[i].mig_slot
+            if len(stayers) < count and slot in free_instances[(n, profile)]:
+                free_instances[(n, profile)].remove(slot)
+                stayers.append(i)
+        return stayers
+
+
+def _fixed_load(
+    instance: inst.Instance, fixed: Mapping[int, Place]
+) -> tuple[list[list[int]], dict[tuple[int, int], set[int]]]:
+    base = [[0] * len(instance.resources) for _ in instance.nodes]
+    blocked = {
+        (n, g): set(gpu.blocked)
+        for n, node in enumerate(instance.nodes)
+        for g, gpu in enumerate(node.mig_gpus)
+    }
+    for i, (node, slot) in fixed.items():
+        if node is None:
+            continue
+        pod = instance.pods[i]
+        base[node] = [b + r for b, r in zip(base[node], pod.requests, strict=True)]
+        if slot is not None and pod.mig_profile is not None:
+            gpu = instance.nodes[node].mig_gpus[slot[0]]
+            blocked[(node, slot[0])].update(inst.slots_of(gpu, pod.mig_profile, slot[1]))
+    return base, blocked
+
+
+def _classes(instance: inst.Instance, fixed: Mapping[int, Place]) -> list[PodClass]:
+    groups: dict[tuple[int, tuple[int, ...], str | None, frozenset[int], bool, bool], list[int]] = (
+        defaultdict(list)
+    )
+    for i, pod in enumerate(instance.pods):
+        if i in fixed or pod.pinned:
+            continue
+        # A pending pod has nothing to disturb: it joins the running pods that may move and go.
+        movable, evictable = (pod.movable, pod.evictable) if pod.node is not None else (True, True)
+        key = (pod.priority, pod.requests, pod.mig_profile, pod.eligible, movable, evictable)
+        groups[key].append(i)
+    classes = []
+    for key, members in groups.items():
+        members.sort(key=lambda i: (instance.pods[i].node is None, instance.pods[i].order, i))
+        running: dict[int, list[int]] = defaultdict(list)
+        for i in members:
+            if (node := instance.pods[i].node) is not None:
+                running[node].append(i)
+        first = instance.pods[members[0]]
+        movable, evictable = key[-2:]
+        classes.append(
+            PodClass(
+                members=tuple(members),
+                priority=first.priority,
+                requests=first.requests,
+                mig_profile=first.mig_profile,
+                movable=bool(movable),
+                evictable=bool(evictable),
+                running={n: tuple(v) for n, v in running.items()},
+            )
+        )
+    return classes

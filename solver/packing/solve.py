@@ -1,0 +1,267 @@
+"""Solve a packing instance inside a time window: greedy hint, CP-SAT stage by stage, validated plan.
+
+Why stages and not one weighted objective: weights that provably let no lower tier outweigh a
+higher one grow as the product of the tiers' sizes (10 000 pods in 4 tiers needs about 10^16 per
+unit of the top tier), past what CP-SAT's linear relaxation handles well. Solving tier by tier,
+each stage fixing what the previous ones achieved (``placed >= value``) and warm-started with the
+previous stage's complete solution, keeps every objective small and makes "a higher tier is never
+traded for a lower one" hold by construction. Each stage gets an equal share of the time left,
+so a stage proven quickly hands its time on; stages the greedy hint already fills to their
+trivial bound are skipped.
+
+Large instances are cut down to a neighbourhood before modelling: when the classes times their
+candidate nodes exceed ``Settings.pairs_per_second * window``, only the nodes with the most room
+left after the greedy placement (and the pods on them, and the pods greedy could not place) stay
+free; everything else is fixed where greedy put it. The result is then never claimed optimal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from fairpack.solver.packing import greedy, objectives, validate
+from fairpack.solver.packing import instance as inst
+from fairpack.solver.packing import plan as plans
+from fairpack.solver.packing.model import PackingModel, Place
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress(stage name, stage number from 1, stage count)`` when a stage starts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How long and how hard the packer works. Defaults suit the fallback controller's 1 s window."""
+
+    window_s: float = 1.0
+    """Wall-clock budget in seconds for everything: greedy, model building and every stage."""
+    max_evictions: int | None = None
+    """Most running pods a plan may leave unplaced (None: no limit). Moves are not counted."""
+    num_workers: int = 2
+    """CP-SAT search workers. Fixed, so that runs on the 2-core CI machine are comparable."""
+    random_seed: int = 0
+    """CP-SAT's seed, for reproducible runs."""
+    pairs_per_second: int = 20_000
+    """Model size (class x candidate node variables) per second of window before the instance is
+    cut down to a neighbourhood: about what CP-SAT presolves and searches usefully on one core."""
+    log_search: bool = False
+    """Send CP-SAT's search log to this module's logger at DEBUG level."""
+    greedy: greedy.Settings = field(default_factory=greedy.Settings)
+    """The default scheduler's model used for the hint (its max_evictions is taken from here)."""
+
+
+def solve(
+    instance: inst.Instance, *, settings: Settings = Settings(), progress: Progress | None = None
+) -> plans.Plan:
+    """The best plan found for ``instance`` within ``settings.window_s``; never worse than greedy."""
+    started = time.monotonic()
+    deadline = started + settings.window_s
+    hint = greedy.schedule(instance, settings=_greedy_settings(settings))
+    fixed, nodes = _neighbourhood(instance, hint, budget=int(settings.pairs_per_second * settings.window_s))
+    model = PackingModel(instance, fixed=fixed, nodes=nodes, max_evictions=settings.max_evictions)
+    model.hint(hint)
+    best, stages = _stages(model, hint, settings=settings, deadline=deadline, progress=progress)
+    status, chosen = _choose(instance, best, hint, stages, settings=settings, complete=nodes is None)
+    return plans.build(
+        instance,
+        chosen,
+        status=status,
+        stages=tuple(stages),
+        gap=_gap(stages),
+        window_s=settings.window_s,
+        solve_s=time.monotonic() - started,
+        complete=nodes is None,
+    )
+
+
+def _greedy_settings(settings: Settings) -> greedy.Settings:
+    g = settings.greedy
+    return greedy.Settings(seed=g.seed, preemption=g.preemption, max_evictions=settings.max_evictions)
+
+
+def _stages(
+    model: PackingModel,
+    hint: inst.Assignment,
+    *,
+    settings: Settings,
+    deadline: float,
+    progress: Progress | None,
+) -> tuple[inst.Assignment | None, list[plans.Stage]]:
+    """Run the lexicographic stages; return the last solution (None if no stage found one)."""
+    goals: list[tuple[str, cp_model.LinearExprT, bool, int | None]] = [
+        (f"priority {p}", objectives.placed_at(model, p), True, objectives.placed_bound(model, p))
+        for p in model.priorities()
+    ]
+    goals.append(("disturbance", objectives.disturbance(model), False, None))
+    best: inst.Assignment | None = None
+    hinted = _evaluate(model, goals, hint)
+    stages: list[plans.Stage] = []
+    for number, (name, expr, maximise, trivial) in enumerate(goals, start=1):
+        if progress is not None:
+            progress(name, number, len(goals))
+        value = hinted[number - 1]
+        if trivial is not None and value >= trivial:
+            model.cp.add(expr >= value)  # the hint places every pod of this priority it could
+            stages.append(plans.Stage(name, "BOUND", value, trivial, 0.0))
+            continue
+        budget = (deadline - time.monotonic()) / (len(goals) - number + 1)
+        stage, solution = _run(model, name, expr, maximise=maximise, budget=budget, settings=settings)
+        stages.append(stage)
+        if solution is None:
+            model.cp.add(expr >= value if maximise else expr <= value)  # keep the hint's level
+            continue
+        best = solution
+        hinted = _evaluate(model, goals, solution)
+        model.cp.add(expr >= stage.value if maximise else expr <= stage.value)
+    return best, stages
+
+
+def _run(
+    model: PackingModel,
+    name: str,
+    expr: cp_model.LinearExprT,
+    *,
+    maximise: bool,
+    budget: float,
+    settings: Settings,
+) -> tuple[plans.Stage, inst.Assignment | None]:
+    if budget <= 0.005:
+        return plans.Stage(name, "NO_TIME", 0, 0, 0.0), None
+    if maximise:
+        model.cp.maximize(expr)
+    else:
+        model.cp.minimize(expr)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = budget
+    solver.parameters.num_workers = settings.num_workers
+    solver.parameters.random_seed = settings.random_seed
+    solver.parameters.log_search_progress = settings.log_search
+    solver.log_callback = logger.debug
+    status = solver.solve(model.cp)
+    name_of_status = solver.status_name(status)
+    logger.debug("stage %s: %s in %.3fs", name, name_of_status, solver.wall_time)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return plans.Stage(name, name_of_status, 0, 0, solver.wall_time), None
+    value, bound = round(solver.objective_value), round(solver.best_objective_bound)
+    solution = model.decode(solver.value)
+    model.cp.clear_hints()  # type: ignore[no-untyped-call]
+    for var in model.variables():
+        model.cp.add_hint(var, solver.value(var))
+    return plans.Stage(name, name_of_status, value, bound, solver.wall_time), solution
+
+
+def _evaluate(
+    model: PackingModel, goals: list[tuple[str, cp_model.LinearExprT, bool, int | None]], at: inst.Assignment
+) -> list[int]:
+    """Each goal's value for ``at``, computed from the assignment (not the solver)."""
+    score = validate.score(_free_only(model), _restricted(model, at))
+    values = [score.placed_by_priority.get(p, 0) for p in model.priorities()]
+    stays = _stays(model, at)
+    values.append(model.running_total() * score.evictions - stays)
+    assert len(values) == len(goals)
+    return values
+
+
+def _stays(model: PackingModel, at: inst.Assignment) -> int:
+    """Free running pods ``at`` keeps where they are."""
+    return sum(
+        1
+        for cls in model.classes
+        for members in cls.running.values()
+        for i in members
+        if at.nodes[i] == model.instance.pods[i].node and at.mig_slots[i] == model.instance.pods[i].mig_slot
+    )
+
+
+def _free_only(model: PackingModel) -> inst.Instance:
+    pods = tuple(model.instance.pods[i] for cls in model.classes for i in cls.members)
+    return inst.Instance(model.instance.resources, model.instance.nodes, pods)
+
+
+def _restricted(model: PackingModel, at: inst.Assignment) -> inst.Assignment:
+    members = [i for cls in model.classes for i in cls.members]
+    return inst.Assignment.of([at.nodes[i] for i in members], [at.mig_slots[i] for i in members])
+
+
+def _choose(
+    instance: inst.Instance,
+    best: inst.Assignment | None,
+    hint: inst.Assignment,
+    stages: list[plans.Stage],
+    *,
+    settings: Settings,
+    complete: bool,
+) -> tuple[plans.Status, inst.Assignment]:
+    """The plan to return: the solver's if valid and no worse than greedy, else greedy's."""
+    if best is None:
+        return plans.Status.GREEDY, hint
+    found = validate.problems(instance, best, max_evictions=settings.max_evictions)
+    if found:
+        logger.error("solver plan rejected by the validator, using greedy: %s", found[:5])
+        return plans.Status.GREEDY, hint
+    ours = validate.key(validate.score(instance, best))
+    theirs = validate.key(validate.score(instance, hint))
+    proven = complete and all(s.status in ("OPTIMAL", "BOUND") for s in stages)
+    if ours < theirs or (ours == theirs and not proven):
+        return plans.Status.GREEDY, hint
+    return (plans.Status.OPTIMAL if proven else plans.Status.FEASIBLE), best
+
+
+def _gap(stages: list[plans.Stage]) -> float:
+    for s in stages:
+        if s.status not in ("OPTIMAL", "BOUND"):
+            return abs(s.bound - s.value) / max(1, abs(s.bound))
+    return 0.0
+
+
+def _neighbourhood(
+    instance: inst.Instance, hint: inst.Assignment, *, budget: int
+) -> tuple[dict[int, Place], frozenset[int] | None]:
+    """Pods to fix at their greedy place and the nodes left free; (``{}``, None) when all fit the budget."""
+    shapes_all = {(p.priority, p.requests, p.mig_profile, p.eligible) for p in instance.pods if not p.pinned}
+    if sum(len(eligible) for *_, eligible in shapes_all) <= budget:
+        return {}, None
+    room = _room(instance, hint)
+    unplaced = [i for i, n in enumerate(hint.nodes) if n is None and not instance.pods[i].pinned]
+    wanted = set().union(*(instance.pods[i].eligible for i in unplaced)) if unplaced else set()
+    residents: dict[int, list[int]] = {}
+    for i, n in enumerate(hint.nodes):
+        if n is not None and not instance.pods[i].pinned:
+            residents.setdefault(n, []).append(i)
+    shapes = {(instance.pods[i].priority, instance.pods[i].requests) for i in unplaced}
+    chosen: list[int] = []
+    for n in sorted(wanted, key=lambda n: -room[n]):
+        more = {(instance.pods[i].priority, instance.pods[i].requests) for i in residents.get(n, [])}
+        if (len(shapes | more)) * (len(chosen) + 1) > budget and chosen:
+            break
+        shapes |= more
+        chosen.append(n)
+    free_nodes = frozenset(chosen)
+    fixed: dict[int, Place] = {
+        i: (n, hint.mig_slots[i])
+        for i, n in enumerate(hint.nodes)
+        if n is not None and n not in free_nodes and not instance.pods[i].pinned
+    }
+    logger.info(
+        "instance cut to %d of %d nodes (%d pods fixed)", len(free_nodes), len(instance.nodes), len(fixed)
+    )
+    return fixed, free_nodes
+
+
+def _room(instance: inst.Instance, at: inst.Assignment) -> list[float]:
+    """Share of each node's capacity ``at`` leaves free, averaged over resources it has."""
+    used = [[0] * len(instance.resources) for _ in instance.nodes]
+    for pod, n in zip(instance.pods, at.nodes, strict=True):
+        if n is not None:
+            used[n] = [u + r for u, r in zip(used[n], pod.requests, strict=True)]
+    room = []
+    for node, u in zip(instance.nodes, used, strict=True):
+        shares = [(a - x) / a for a, x in zip(node.allocatable, u, strict=True) if a > 0]
+        room.append(sum(shares) / len(shares) if shares else 0.0)
+    return room
