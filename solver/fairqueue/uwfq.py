@@ -1,0 +1,439 @@
+"""User-weighted fair queueing (UWFQ), and CFQ, its job-level sibling.
+
+From "Balancing Fairness and Performance in Multi-User Spark Workloads with Dynamic Scheduling"
+(Kažemaks, Versluis, Kulahcioglu Ozkan, Decouchant, arXiv 2510.15485), moved from Spark stages
+to cluster admission and extended with user weights.
+
+The model. The queue simulates, alongside the real cluster, an ideal fluid one in which capacity
+C is shared among the *active* users in proportion to their weights. A global virtual time V
+runs at ``dV/dt = C / sum(weights of active users)``, so a user of weight w is served at w units
+of capacity per unit of V and a job of estimated work R (capacity x seconds) spans R / w of V.
+
+Inside a user, jobs are laid end to end in the user's share: each job gets a per-user tag
+``u_arrival + R``, where u is the user's processor-sharing clock (it advances by ``w dV / k``
+with k the user's unfinished jobs in the fluid model), so tag order is the order in which the
+jobs would finish if they shared the user's slice equally. In tag order,
+
+    D1 = S + R1 / w,   Di = D(i-1) + Ri / w,   S = max(V, the user's previous finish),
+
+so the last job ends exactly when the user's whole backlog would under user-level fair sharing,
+and each earlier job ends no later than it would under processor sharing inside the user. A job
+whose virtual finish D <= V is done in the fluid model (its D is then frozen); a user whose last
+job is done is inactive, which speeds V up for the others (V is advanced piecewise, one user
+departure at a time). A user returning within ``grace_s`` of going inactive resumes from its
+previous finish instead of V, so a short pause between dependent jobs costs it nothing; idle
+time beyond that earns no credit.
+
+Order: the waiting job with the smallest virtual finish D first (ties: arrival, then id), among
+those whose demand fits the free units, so the cluster never idles while work fits.
+
+Bounded fairness (what is guaranteed, and what the tests check). Let F_j be job j's finish time
+under per-user weighted fair sharing (the fluid model above with exact sizes, jobs inside a user
+sharing its slice equally, no limit on a job's parallelism). With exact estimates, every job is
+admitted no later than the first moment at which all jobs with a smaller D are admitted, so
+UWFQ runs the fluid model's jobs in the fluid model's own completion order. On C units serving
+tasks of at most tau seconds, a job j then finishes by
+
+    F_j + tau + (C - 1) / C * tau * ceil(tasks_j / C)   <=   F_j + 2 * tau * ceil(tasks_j / C),
+
+the classic WFQ lag (one non-preemptible task already running when j becomes most urgent) plus
+the parallelism the fluid model grants a job but tasks cannot use (j's own critical path).
+``lateness_bound`` below states it; ``tests/unit/test_uwfq_properties.py`` checks it over random
+workloads in the discrete-event simulator. Estimation errors move D, and the bound then holds
+against the fluid model run with the estimates.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from fairpack.solver.fairqueue import estimator as estimator_mod
+from fairpack.solver.fairqueue import policy
+from fairpack.solver.fairqueue.policy import JobId, QueuedJob, UserName
+
+_REL_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class UwfqSettings:
+    """Tunables of the virtual-time model."""
+
+    grace_s: float = 5.0
+    """Seconds after going inactive during which a returning user keeps its previous finish as
+    its start (the reference implementation's 5 s): dependent jobs submitted back to back are not
+    treated as a new arrival that lost its place."""
+    default_weight: float = 1.0
+    """Weight of a user the tenant configuration does not name."""
+
+
+def lateness_bound(*, tasks: int, task_s: float, capacity: int) -> float:
+    """Seconds a job of ``tasks`` tasks of ``task_s`` may finish after its fair-sharing finish."""
+    rounds = math.ceil(tasks / capacity)
+    return task_s + (capacity - 1) / capacity * task_s * rounds
+
+
+@dataclass
+class _Job:
+    job: QueuedJob
+    waiting: int
+    """Admissions not handed out yet."""
+    running: int = 0
+    work_s: float = 0.0
+    """Current size estimate."""
+    charge: float = 0.0
+    """Work this job holds in its user's chain (its estimate, or an overrun added later)."""
+    tag: float = 0.0
+    in_chain: bool = False
+    deadline: float = 0.0
+    """Frozen virtual finish, once the fluid model has finished the job."""
+    finished: bool = False
+
+    def chain_key(self) -> tuple[float, float, str]:
+        return (self.tag, self.job.arrival_s, self.job.id)
+
+
+@dataclass
+class _User:
+    name: UserName
+    weight: float
+    start: float = 0.0
+    """S: virtual time at which the first job still in the chain starts."""
+    clock: float = 0.0
+    """u: the user's processor-sharing clock (work each unfinished job has received)."""
+    chain: list[tuple[float, float, str]] = field(default_factory=list)
+    """Jobs not yet finished by the fluid model, in tag order: (tag, arrival, id)."""
+    inactive_since: tuple[float, float] | None = None
+    """(real time, virtual time) at which the chain last emptied."""
+    frozen: policy.LazyHeap[JobId] = field(default_factory=policy.LazyHeap)
+    """Jobs the fluid model finished that still wait for admissions, keyed by frozen D."""
+
+
+@dataclass(frozen=True)
+class JobFact:
+    """What an operator persists about a job, enough to rebuild the queue after a restart."""
+
+    job: QueuedJob
+    """As submitted: ``work_s`` is the latest estimate."""
+    admitted_s: float | None = None
+    finished_s: float | None = None
+    actual_work_s: float | None = None
+
+
+class UwfqQueue:
+    """The UWFQ ordering policy (see the module docstring). Implements ``policy.OrderingPolicy``.
+
+    ``flow_of`` maps a job to the entity that shares the cluster: its user for UWFQ, the job
+    itself for CFQ.
+    """
+
+    def __init__(
+        self,
+        *,
+        capacity: float,
+        weights: Mapping[UserName, float] | None = None,
+        settings: UwfqSettings | None = None,
+        estimator: estimator_mod.Estimator | None = None,
+        flow_of: Callable[[QueuedJob], UserName] | None = None,
+    ) -> None:
+        self.capacity = capacity
+        self.settings = settings or UwfqSettings()
+        self._weights = dict(weights or {})
+        self._estimator = estimator
+        self._flow_of = flow_of or (lambda job: job.user)
+        self.virtual_time = 0.0
+        self._now = 0.0
+        self._users: dict[UserName, _User] = {}
+        self._active: dict[UserName, _User] = {}
+        """Users with work left in the fluid model, in activation order."""
+        self._dirty = False
+        """A chain changed since V last moved: some head may already be done."""
+        self._jobs: dict[JobId, _Job] = {}
+        self._candidates: policy.LazyHeap[UserName] = policy.LazyHeap()
+
+    # --- the OrderingPolicy interface ---------------------------------------------------------
+
+    def submit(self, job: QueuedJob, *, now: float) -> None:
+        """Queue ``job``, charging its estimated work to its user's chain."""
+        self.advance(now=now)
+        entry = _Job(job=job, waiting=job.tasks, work_s=job.work_s)
+        self._jobs[job.id] = entry
+        self._charge(entry, job.work_s)
+
+    def next(self, *, now: float, free: int) -> JobId | None:
+        """The waiting job with the smallest virtual finish among those whose demand fits."""
+        self.advance(now=now)
+        top = self._candidates.first(lambda _: True)
+        if top is not None:
+            job_id = self._user_first(self._users[top], lambda _: True)
+            if job_id is not None and self._jobs[job_id].job.demand <= free:
+                return job_id
+        # The most urgent job does not fit: the most urgent of those that do (work conservation).
+        best: tuple[tuple[float, float, str], JobId] | None = None
+        for user in self._users.values():
+            job_id = self._user_first(user, lambda j: self._jobs[j].job.demand <= free)
+            if job_id is not None:
+                key = self._order_key(job_id)
+                if best is None or key < best[0]:
+                    best = (key, job_id)
+        return best[1] if best else None
+
+    def pop(self, *, now: float, free: int) -> JobId | None:
+        """``next``, and one admission of that job is handed out."""
+        job_id = self.next(now=now, free=free)
+        if job_id is not None:
+            self.admit(job_id, now=now)
+        return job_id
+
+    def task_done(self, job_id: JobId, *, now: float) -> None:
+        """An admitted task gave its capacity back (no effect on the order)."""
+        self.advance(now=now)
+        self._jobs[job_id].running -= 1
+
+    def finish(self, job_id: JobId, *, now: float, actual_work_s: float | None = None) -> None:
+        """The job is over. With ``actual_work_s``, its user is charged what it really used and the
+        estimator (if any) learns it."""
+        self.advance(now=now)
+        entry = self._jobs[job_id]
+        entry.finished = True
+        entry.waiting = 0
+        entry.running = 0
+        if actual_work_s is not None:
+            if self._estimator is not None:
+                self._estimator.observe(user=entry.job.user, name=entry.job.name, actual_s=actual_work_s)
+            self.update_estimate(job_id, work_s=actual_work_s, now=now)
+        if not entry.in_chain:
+            del self._jobs[job_id]
+        self._refresh(self._users[self._flow_of(entry.job)])
+
+    # --- operator-facing extras -----------------------------------------------------------------
+
+    def admit(self, job_id: JobId, *, now: float) -> None:
+        """Record one admission of a specific job (the caller chose it, e.g. when rebuilding)."""
+        self.advance(now=now)
+        entry = self._jobs[job_id]
+        entry.waiting -= 1
+        entry.running += 1
+        self._refresh(self._users[self._flow_of(entry.job)])
+
+    def update_estimate(self, job_id: JobId, *, work_s: float, now: float) -> None:
+        """Change a job's size estimate (an overrun correction, or the actual size at the end).
+
+        A job still in its user's chain is re-tagged and the chain re-laid. A job the fluid model
+        has already finished keeps its frozen finish; only extra work is charged, as a new piece
+        at the end of its user's chain (the job used more than it declared, so it waits its turn).
+        """
+        self.advance(now=now)
+        entry = self._jobs[job_id]
+        delta = work_s - entry.work_s
+        entry.work_s = work_s
+        user = self._users[self._flow_of(entry.job)]
+        if entry.in_chain:
+            self._unchain(user, entry)
+            entry.tag += delta
+            self._chain(user, entry, entry.charge + delta)
+        elif delta > 0:
+            self._charge(entry, delta)
+        self._refresh(user)
+
+    def virtual_finish(self, job_id: JobId) -> float:
+        """The job's virtual finish D: what the operator writes as fairpack.io/virtual-finish."""
+        entry = self._jobs[job_id]
+        if not entry.in_chain:
+            return entry.deadline
+        user = self._users[self._flow_of(entry.job)]
+        finish = user.start
+        for key in user.chain:
+            item = self._jobs[JobId(key[2])]
+            finish += item.charge / user.weight
+            if item is entry:
+                break
+        return finish
+
+    def position(self, job_id: JobId) -> int | None:
+        """0-based place of a waiting job in admission order (None if it waits for nothing)."""
+        if self._jobs[job_id].waiting <= 0:
+            return None
+        waiting = [j for j, e in self._jobs.items() if e.waiting > 0]
+        waiting.sort(key=self._order_key)
+        return waiting.index(job_id)
+
+    def waiting(self) -> list[JobId]:
+        """Jobs with admissions left, in admission order."""
+        jobs = [j for j, e in self._jobs.items() if e.waiting > 0]
+        return sorted(jobs, key=self._order_key)
+
+    def is_active(self, user: UserName) -> bool:
+        """Whether the user has work left in the fluid model (it holds a share of V's rate)."""
+        found = self._users.get(user)
+        return bool(found and found.chain)
+
+    # --- virtual time -------------------------------------------------------------------------
+
+    def advance(self, *, now: float) -> None:
+        """Move V to real time ``now``: piecewise, speeding up each time a user goes inactive."""
+        if now < self._now:
+            raise ValueError(f"time went backwards: {now} < {self._now}")
+        if now == self._now and not self._dirty:
+            return  # the admission loop calls many times per instant: nothing can have moved
+        self._dirty = False
+        while True:
+            self._retire_done(self._now)
+            active = list(self._active.values())
+            if not active or now == self._now:
+                break
+            rate = self.capacity / sum(u.weight for u in active)
+            head_finish = min(self._head_finish(u) for u in active)
+            step = (head_finish - self.virtual_time) / rate
+            if self._now + step <= now:
+                self._progress(active, head_finish - self.virtual_time)
+                self.virtual_time = head_finish
+                self._now += step
+            else:
+                self._progress(active, (now - self._now) * rate)
+                self._now = now
+        self._now = now
+
+    def _progress(self, active: Iterable[_User], dv: float) -> None:
+        for user in active:
+            user.clock += dv * user.weight / len(user.chain)
+
+    def _head_finish(self, user: _User) -> float:
+        return user.start + self._jobs[JobId(user.chain[0][2])].charge / user.weight
+
+    def _retire_done(self, now: float) -> None:
+        """Take every chain head the fluid model has finished (D <= V) out of its chain."""
+        eps = _REL_EPS * max(1.0, abs(self.virtual_time))
+        for user in list(self._active.values()):
+            changed = False
+            while user.chain and self._head_finish(user) <= self.virtual_time + eps:
+                entry = self._jobs[JobId(user.chain.pop(0)[2])]
+                user.start += entry.charge / user.weight
+                entry.in_chain = False
+                entry.deadline = user.start
+                changed = True
+                if entry.finished:
+                    del self._jobs[entry.job.id]
+                elif entry.waiting > 0:
+                    user.frozen.push(entry.job.id, (entry.deadline, *entry.job.order_key()))
+                if not user.chain:
+                    user.inactive_since = (now, user.start)
+                    del self._active[user.name]
+            if changed:
+                self._refresh(user)
+
+    # --- chains -------------------------------------------------------------------------------
+
+    def _user(self, job: QueuedJob) -> _User:
+        name = self._flow_of(job)
+        if name not in self._users:
+            weight = self._weights.get(name, self.settings.default_weight)
+            self._users[name] = _User(name=name, weight=weight)
+        return self._users[name]
+
+    def _charge(self, entry: _Job, work: float) -> None:
+        """Append ``work`` for ``entry`` to its user's chain, (re)activating the user if idle."""
+        user = self._user(entry.job)
+        if not user.chain:
+            user.start = self._restart_point(user)
+            user.clock = 0.0
+        entry.tag = user.clock + work
+        self._chain(user, entry, work)
+        self._refresh(user)
+
+    def _restart_point(self, user: _User) -> float:
+        """S for a user whose chain is empty: its previous finish inside the grace period, else V."""
+        if user.inactive_since is not None:
+            since_s, previous_finish = user.inactive_since
+            if self._now - since_s <= self.settings.grace_s:
+                return max(previous_finish, 0.0)
+        return self.virtual_time
+
+    def _chain(self, user: _User, entry: _Job, work: float) -> None:
+        entry.charge = work
+        entry.in_chain = True
+        bisect.insort(user.chain, entry.chain_key())
+        self._active[user.name] = user
+        self._dirty = True
+
+    def _unchain(self, user: _User, entry: _Job) -> None:
+        user.chain.remove(entry.chain_key())
+        entry.in_chain = False
+        if not user.chain:
+            del self._active[user.name]
+
+    # --- ordering -----------------------------------------------------------------------------
+
+    def _order_key(self, job_id: JobId) -> tuple[float, float, str]:
+        entry = self._jobs[job_id]
+        return (self.virtual_finish(job_id), entry.job.arrival_s, entry.job.id)
+
+    def _user_first(self, user: _User, accept: Callable[[JobId], bool]) -> JobId | None:
+        """The user's most urgent waiting job ``accept`` takes: frozen ones (D <= V) first."""
+        frozen = user.frozen.first(lambda j: self._jobs[j].waiting > 0 and accept(j))
+        if frozen is not None:
+            return frozen
+        for key in user.chain:
+            job_id = JobId(key[2])
+            if self._jobs[job_id].waiting > 0 and accept(job_id):
+                return job_id
+        return None
+
+    def _refresh(self, user: _User) -> None:
+        """Re-key the user's entry in the candidates heap after any change to its jobs."""
+        # Frozen jobs with nothing left to admit are dropped here, so the heap stays small.
+        while (top := user.frozen.first(lambda _: True)) is not None and self._jobs[top].waiting <= 0:
+            user.frozen.remove(top)
+        job_id = self._user_first(user, lambda _: True)
+        if job_id is None:
+            self._candidates.remove(user.name)
+        else:
+            self._candidates.push(user.name, self._order_key(job_id))
+
+
+def cfq(*, capacity: float, settings: UwfqSettings | None = None) -> UwfqQueue:
+    """CFQ: the same virtual-time queue with every job its own flow of weight 1 (job-level WFQ,
+    the paper's stage-level fair queue for single-stage jobs). It ignores who sent the jobs."""
+    return UwfqQueue(
+        capacity=capacity,
+        settings=settings or UwfqSettings(grace_s=0.0),
+        flow_of=lambda job: UserName(f"job:{job.id}"),
+    )
+
+
+def rebuild(
+    facts: Iterable[JobFact],
+    *,
+    capacity: float,
+    now: float,
+    weights: Mapping[UserName, float] | None = None,
+    settings: UwfqSettings | None = None,
+    estimator: estimator_mod.Estimator | None = None,
+) -> UwfqQueue:
+    """The queue as it stands at ``now``, replayed from persisted facts.
+
+    Events are replayed in time order; at equal times finishes go first, then submissions, then
+    admissions, then by job id, so the same facts always give the same queue, and the queue a
+    live operator built when it made its calls in that order. Jobs finished more than the fluid
+    model needs are harmless: they are charged and retire as V passes them.
+    """
+    queue = UwfqQueue(capacity=capacity, weights=weights, settings=settings, estimator=estimator)
+    events: list[tuple[float, int, str, JobFact]] = []
+    for fact in facts:
+        events.append((fact.job.arrival_s, 1, fact.job.id, fact))
+        if fact.admitted_s is not None:
+            events.append((fact.admitted_s, 2, fact.job.id, fact))
+        if fact.finished_s is not None:
+            events.append((fact.finished_s, 0, fact.job.id, fact))
+    for time, kind, _, fact in sorted(events, key=lambda e: (e[0], e[1], e[2])):
+        if kind == 1:
+            queue.submit(fact.job, now=time)
+        elif kind == 2:
+            for _ in range(fact.job.tasks):
+                queue.admit(fact.job.id, now=time)
+        else:
+            queue.finish(fact.job.id, now=time, actual_work_s=fact.actual_work_s)
+    queue.advance(now=now)
+    return queue
