@@ -1,0 +1,129 @@
+"""Reproduce "Priority Matters" (arXiv 2511.08373): CP-SAT fallback versus the default scheduler.
+
+For every cell of the paper's grid (nodes x pods per node x priorities K x utilisation) and every
+seed where the default scheduler (fairpack's model of kube-scheduler) leaves pods pending, run
+the packer with each window and sort the outcome into the paper's classes:
+
+- better: more pods of some priority placed, no fewer of any higher one;
+- better and proven optimal: ... and CP-SAT proved it (status OPTIMAL);
+- default proven optimal: not better, and the default's placement proven optimal;
+- failure: neither better nor proven.
+
+Run: ``.venv/bin/python bench/bench_packing_paper.py --seeds 3 --windows 1`` (defaults: the full
+grid, 3 kept seeds per cell, windows 1 and 10 s, num_workers 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from fairpack.solver import packing
+from fairpack.solver.packing import validate, workloads
+
+CLASSES = ("better", "better+optimal", "default optimal", "failure")
+
+
+def outcome(cluster: packing.instance.Instance, plan: packing.Plan) -> str:
+    """The paper's class of one run (tiers only: the default disturbs nothing)."""
+    default = validate.score(cluster, packing.instance.Assignment.current(cluster))
+    found = validate.score(cluster, plan.assignment)
+    tiers = sorted(default.placed_by_priority, reverse=True)
+    better = [found.placed_by_priority[p] for p in tiers] > [default.placed_by_priority[p] for p in tiers]
+    proven = plan.status is packing.Status.OPTIMAL
+    if better:
+        return "better+optimal" if proven else "better"
+    return "default optimal" if proven else "failure"
+
+
+def kept_seeds(cell: tuple[int, int, int, float], count: int, *, tries: int) -> list[workloads.Scenario]:
+    """The first ``count`` seeds whose default placement leaves pods pending."""
+    kept = []
+    for seed in range(tries):
+        scenario = workloads.Scenario(*cell, seed=seed)
+        cluster, current = workloads.after_default_scheduler(scenario)
+        if any(n is None for n in current.nodes):
+            kept.append(scenario)
+        if len(kept) == count:
+            break
+    return kept
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", default="4,8,16,32")
+    parser.add_argument("--pods-per-node", default="4,8")
+    parser.add_argument("--priorities", default="1,2,4")
+    parser.add_argument("--utilisation", default="0.90,0.95,1.00,1.05")
+    parser.add_argument("--seeds", type=int, default=3, help="kept seeds per cell")
+    parser.add_argument("--tries", type=int, default=30, help="seeds tried per cell to find them")
+    parser.add_argument("--windows", default="1,10", help="solver windows in seconds")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", help="also write every run to this file")
+    args = parser.parse_args(argv)
+    grid = list(
+        itertools.product(
+            [int(x) for x in args.nodes.split(",")],
+            [int(x) for x in args.pods_per_node.split(",")],
+            [int(x) for x in args.priorities.split(",")],
+            [float(x) for x in args.utilisation.split(",")],
+        )
+    )
+    windows = [float(w) for w in args.windows.split(",")]
+    console = Console()
+    runs = []
+    started = time.monotonic()
+    for cell in grid:
+        for scenario in kept_seeds(cell, args.seeds, tries=args.tries):
+            cluster, _ = workloads.after_default_scheduler(scenario)
+            for window in windows:
+                settings = packing.Settings(window_s=window, num_workers=args.workers)
+                plan = packing.solve(cluster, settings=settings)
+                runs.append(
+                    {
+                        "cell": cell,
+                        "seed": scenario.seed,
+                        "window": window,
+                        "class": outcome(cluster, plan),
+                        "solve_s": plan.solve_s,
+                    }
+                )
+        console.log(f"{cell} done, {time.monotonic() - started:.0f}s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(runs, f, indent=1)
+    console.print(_table(runs, windows))
+    return 0
+
+
+def _table(runs: list[dict[str, object]], windows: list[float]) -> Table:
+    table = Table(title="Priority Matters grid: CP-SAT fallback vs default scheduler (share of kept seeds)")
+    for column in ("nodes", "window s", "runs", *CLASSES, "improved %"):
+        table.add_column(column, justify="right")
+    by_size = sorted({(r["cell"][0], r["window"]) for r in runs})  # type: ignore[index]
+    for nodes, window in [*by_size, *[("all", w) for w in windows]]:
+        chosen = [r for r in runs if r["window"] == window and (nodes == "all" or r["cell"][0] == nodes)]  # type: ignore[index]
+        counts = Counter(str(r["class"]) for r in chosen)
+        improved = counts["better"] + counts["better+optimal"]
+        table.add_row(
+            str(nodes),
+            f"{window:g}",
+            str(len(chosen)),
+            *(str(counts[c]) for c in CLASSES),
+            f"{100 * improved / max(1, len(chosen)):.0f}",
+        )
+    return table
+
+
+if __name__ == "__main__":
+    sys.exit(main())
