@@ -1,0 +1,427 @@
+"""The UWFQ admission cycle for SparkJobs, in numbered steps as Kueue's scheduler has them.
+
+1. snapshot   - list SparkJobs, Tenants, Nodes and Pods (the cluster is the only state: the
+                queue is rebuilt from the jobs' status on every cycle, so a restarted operator
+                continues exactly where the last one stopped);
+2. follow     - move admitted jobs along their driver pod's phase (Running, Succeeded, Failed)
+                and delete the executors of finished jobs;
+3. submit     - give new jobs their arrival time, size estimate and demand (written to status);
+4. decide     - rebuild the UWFQ queue from the facts and walk it in order, taking each job
+                whose pods fit the free capacity and its tenant's quota (work conserving);
+5. admit      - one by one: record the admission in the job's status first, then lift the
+                scheduling gate of its pods (a crash in between is repaired by step 5 of the
+                next cycle, which lifts gates of admitted jobs still gated);
+6. report     - queue positions and virtual finishes of waiting jobs, tenant status, metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from fairpack.operator import k8s, metrics, resources, spark_pods, tenant
+from fairpack.operator.resources import Resources
+from fairpack.operator.settings import AdmissionSettings
+from fairpack.solver import labels
+from fairpack.solver.fairqueue import estimator as estimator_mod
+from fairpack.solver.fairqueue import uwfq
+from fairpack.solver.fairqueue.policy import JobId, QueuedJob, UserName
+
+logger = logging.getLogger(__name__)
+
+API_VERSION, KIND = "fairpack.io/v1alpha1", "SparkJob"
+QUEUED, ADMITTED, RUNNING, SUCCEEDED, FAILED = "Queued", "Admitted", "Running", "Succeeded", "Failed"
+FINISHED = (SUCCEEDED, FAILED)
+
+
+def rfc3339(seconds: float) -> str:
+    """UTC time with microseconds: the queue's facts need sub-second order."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def seconds(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class Job:
+    """A SparkJob as the queue sees it."""
+
+    body: dict[str, Any]
+
+    @property
+    def uid(self) -> JobId:
+        return JobId(self.body["metadata"]["uid"])
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"]["namespace"])
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        spec: Mapping[str, Any] = self.body["spec"]
+        return spec
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        return self.body.get("status") or {}
+
+    @property
+    def phase(self) -> str:
+        return str(self.status.get("phase") or "")
+
+    @property
+    def template(self) -> str:
+        """What the estimator learns sizes by: the user's application."""
+        return f"{self.spec['user']}/{self.spec.get('mainClass') or self.spec['mainApplicationFile']}"
+
+    def requests(self) -> Resources:
+        """Driver plus all executors."""
+        executor = self.spec.get("executor", {})
+        per_executor = resources.parse(spark_pods.pod_requests(executor))
+        driver = resources.parse(spark_pods.pod_requests(self.spec.get("driver", {})))
+        return driver + per_executor.scaled(int(executor.get("instances", 2)))
+
+    def fact(self) -> uwfq.JobFact:
+        """The persisted facts UWFQ is rebuilt from."""
+        status = self.status
+        demand = int(status["demand"])
+        admitted = seconds(status.get("admittedAt"))
+        finished = seconds(status.get("finishedAt"))
+        actual = None
+        if finished is not None and admitted is not None:
+            actual = max(finished - (seconds(status.get("startedAt")) or admitted), 0.0) * demand
+        return uwfq.JobFact(
+            job=QueuedJob(
+                id=self.uid,
+                user=UserName(self.spec["tenant"]),
+                arrival_s=float(seconds(status["submittedAt"]) or 0.0),
+                work_s=float(status["estimatedSeconds"]) * demand,
+                demand=demand,
+                name=self.template,
+            ),
+            admitted_s=admitted,
+            finished_s=finished,
+            actual_work_s=actual,
+        )
+
+
+@dataclass
+class Snapshot:
+    """Step 1: everything a cycle decides on, listed once."""
+
+    now: float
+    jobs: list[Job]
+    tenants: dict[str, tenant.Tenant]
+    nodes: list[dict[str, Any]]
+    pods: list[dict[str, Any]]
+    pods_by_job: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for pod in self.pods:
+            job = (pod.get("metadata", {}).get("labels") or {}).get(spark_pods.JOB_LABEL)
+            if job:
+                self.pods_by_job.setdefault((pod["metadata"]["namespace"], job), []).append(pod)
+
+    def job_pods(self, job: Job) -> list[dict[str, Any]]:
+        return self.pods_by_job.get((job.namespace, job.name), [])
+
+
+def take_snapshot(now: float) -> Snapshot:
+    return Snapshot(
+        now=now,
+        jobs=[Job(b) for b in k8s.list_objects(API_VERSION, KIND)],
+        tenants={t.name: t for t in map(tenant.from_object, k8s.list_objects(API_VERSION, "Tenant"))},
+        nodes=k8s.list_objects("v1", "Node"),
+        pods=k8s.list_objects("v1", "Pod"),
+    )
+
+
+def patch_status(job: Job, status: Mapping[str, Any]) -> None:
+    k8s.patch(
+        API_VERSION, KIND, job.name, {"status": dict(status)}, namespace=job.namespace, subresource="status"
+    )
+
+
+def driver_phase(pods: Iterable[Mapping[str, Any]]) -> str | None:
+    """The phase of the job's driver pod, None when it does not exist."""
+    for pod in pods:
+        if (pod["metadata"].get("labels") or {}).get(spark_pods.SPARK_ROLE) == spark_pods.DRIVER:
+            return str((pod.get("status") or {}).get("phase") or "Pending")
+    return None
+
+
+def follow(snap: Snapshot) -> None:
+    """Step 2: admitted jobs follow their driver; executors of finished jobs are deleted."""
+    for job in snap.jobs:
+        if job.phase not in (ADMITTED, RUNNING):
+            continue
+        pods = snap.job_pods(job)
+        phase = driver_phase(pods)
+        update: dict[str, Any] = {}
+        if phase is None:
+            update = {"phase": FAILED, "finishedAt": rfc3339(snap.now), "message": "driver pod was deleted"}
+        elif phase == "Running" and job.phase == ADMITTED:
+            update = {"phase": RUNNING, "startedAt": rfc3339(snap.now), "message": "driver running"}
+        elif phase in FINISHED:
+            update = {"phase": phase, "finishedAt": rfc3339(snap.now), "message": f"driver {phase.lower()}"}
+            if not job.status.get("startedAt"):
+                update["startedAt"] = rfc3339(snap.now)
+        if not update:
+            continue
+        patch_status(job, update)
+        job.body["status"].update(update)
+        if update["phase"] in FINISHED:
+            for pod in pods:
+                labels_ = pod["metadata"].get("labels") or {}
+                if labels_.get(spark_pods.SPARK_ROLE) == spark_pods.EXECUTOR and resources.holds_capacity(
+                    pod
+                ):
+                    k8s.delete("v1", "Pod", pod["metadata"]["name"], job.namespace)
+
+
+def admissibility(job: Job, tenants: Mapping[str, tenant.Tenant], total: Resources) -> str | None:
+    """Why the job can never be queued as it stands (None when it can)."""
+    found = tenants.get(job.spec["tenant"])
+    if found is None:
+        return f"tenant {job.spec['tenant']!r} does not exist"
+    if not found.admits_user(job.spec["user"]):
+        return f"user {job.spec['user']!r} is not a member of tenant {found.name!r}"
+    if not job.requests().fits_in(total):
+        return "the job requests more than the whole cluster has"
+    return None
+
+
+def rebuild(snap: Snapshot, settings: AdmissionSettings) -> tuple[uwfq.UwfqQueue, estimator_mod.Estimator]:
+    """Step 4a: the queue from every submitted job's facts, and the estimator they taught."""
+    estimator = estimator_mod.Estimator()
+    facts = [job.fact() for job in snap.jobs if job.status.get("submittedAt")]
+    latest = max((t for f in facts for t in (f.job.arrival_s, f.admitted_s, f.finished_s) if t), default=0.0)
+    snap.now = max(snap.now, latest)
+    weights = {UserName(t.name): t.weight for t in snap.tenants.values()}
+    queue = uwfq.rebuild(
+        facts, capacity=settings.capacity_units, now=snap.now, weights=weights, estimator=estimator
+    )
+    return queue, estimator
+
+
+def submit(
+    snap: Snapshot, settings: AdmissionSettings, estimator: estimator_mod.Estimator, total: Resources
+) -> None:
+    """Step 3: new jobs get their arrival, estimate and demand; unqueueable ones a reason."""
+    for job in snap.jobs:
+        if job.status.get("submittedAt") or job.phase in FINISHED:
+            continue
+        reason = admissibility(job, snap.tenants, total)
+        if reason is not None:
+            if job.status.get("message") != reason:
+                patch_status(job, {"phase": QUEUED, "message": reason})
+            continue
+        demand = resources.demand_units(job.requests(), total, units=settings.capacity_units)
+        declared = float(job.spec.get("estimatedSeconds") or settings.default_job_seconds)
+        # Learned history of the same user's application wins over the declaration.
+        work = estimator.estimate(user=job.spec["tenant"], name=job.template, declared_s=declared * demand)
+        update = {
+            "phase": QUEUED,
+            "submittedAt": rfc3339(snap.now),
+            "estimatedSeconds": work / demand,
+            "demand": demand,
+            "message": "waiting for admission",
+        }
+        patch_status(job, update)
+        job.body.setdefault("status", {}).update(update)
+
+
+def tenant_usage(snap: Snapshot) -> dict[str, Resources]:
+    """Requests of each tenant's pods that hold capacity."""
+    usage: dict[str, Resources] = {}
+    for pod in snap.pods:
+        owner = (pod["metadata"].get("labels") or {}).get(labels.TENANT_LABEL)
+        if owner and resources.holds_capacity(pod):
+            usage[owner] = usage.get(owner, Resources()) + resources.pod_requests(pod)
+    return usage
+
+
+def within_quota(found: tenant.Tenant, usage: Resources) -> bool:
+    if found.quota_gpus is not None and usage.gpus > found.quota_gpus:
+        return False
+    return not (found.quota_cores is not None and usage.cpu > found.quota_cores + 1e-9)
+
+
+def decide(snap: Snapshot, queue: uwfq.UwfqQueue, free: Resources) -> list[Job]:
+    """Step 4b: walk the queue in UWFQ order and take every job that fits (work conserving)."""
+    by_uid = {job.uid: job for job in snap.jobs}
+    usage = tenant_usage(snap)
+    chosen = []
+    for job_id in queue.waiting():
+        job = by_uid[job_id]
+        if job.phase != QUEUED:
+            continue
+        need = job.requests()
+        owner = snap.tenants.get(job.spec["tenant"])
+        after = usage.get(job.spec["tenant"], Resources()) + need
+        if owner is None or not need.fits_in(free) or not within_quota(owner, after):
+            continue
+        free = free - need
+        usage[job.spec["tenant"]] = after
+        chosen.append(job)
+    return chosen
+
+
+def lift_gates(job: Job, pods: Iterable[Mapping[str, Any]], virtual_finish: float) -> None:
+    """Remove the admission gate from the job's pods and stamp their virtual finish."""
+    for pod in pods:
+        if not resources.is_gated(pod):
+            continue
+        gates = [g for g in pod["spec"]["schedulingGates"] if g.get("name") != labels.ADMISSION_GATE]
+        k8s.patch(
+            "v1",
+            "Pod",
+            pod["metadata"]["name"],
+            {
+                "metadata": {"annotations": {labels.VIRTUAL_FINISH_ANNOTATION: f"{virtual_finish:.6f}"}},
+                "spec": {"schedulingGates": gates},
+            },
+            namespace=job.namespace,
+        )
+
+
+def admit(snap: Snapshot, queue: uwfq.UwfqQueue, chosen: Iterable[Job]) -> None:
+    """Step 5: status first, then the gates; also re-lift gates a crash left behind."""
+    for job in chosen:
+        finish = queue.virtual_finish(job.uid)
+        update = {
+            "phase": ADMITTED,
+            "admittedAt": rfc3339(snap.now),
+            "virtualFinish": finish,
+            "queuePosition": None,
+            "message": "admitted",
+        }
+        patch_status(job, update)
+        job.body["status"].update(update)
+        queue.admit(job.uid, now=snap.now)
+        submitted = seconds(job.status.get("submittedAt")) or snap.now
+        metrics.ADMISSION_WAIT.observe(max(snap.now - submitted, 0.0))
+        logger.info("admitted %s/%s (virtual finish %.3f)", job.namespace, job.name, finish)
+    for job in snap.jobs:
+        if job.phase in (ADMITTED, RUNNING):
+            lift_gates(job, snap.job_pods(job), float(job.status.get("virtualFinish") or 0.0))
+
+
+def report(snap: Snapshot, queue: uwfq.UwfqQueue) -> None:
+    """Step 6: positions and virtual finishes of waiting jobs, tenant status, queue metrics."""
+    by_uid = {job.uid: job for job in snap.jobs}
+    waiting = [by_uid[j] for j in queue.waiting() if by_uid[j].phase == QUEUED]
+    per_tenant: dict[str, list[int]] = {name: [0, 0] for name in snap.tenants}
+    for position, job in enumerate(waiting):
+        per_tenant.setdefault(job.spec["tenant"], [0, 0])[0] += 1
+        finish = round(queue.virtual_finish(job.uid), 6)
+        if job.status.get("queuePosition") != position or job.status.get("virtualFinish") != finish:
+            patch_status(job, {"queuePosition": position, "virtualFinish": finish})
+    for job in snap.jobs:
+        if job.phase in (ADMITTED, RUNNING):
+            per_tenant.setdefault(job.spec["tenant"], [0, 0])[1] += 1
+    usage = tenant_usage(snap)
+    for name, (queued, running) in per_tenant.items():
+        metrics.QUEUE_LENGTH.labels(name).set(queued)
+        if name not in snap.tenants:
+            continue
+        used = usage.get(name, Resources())
+        k8s.patch(
+            API_VERSION,
+            "Tenant",
+            name,
+            {
+                "status": {
+                    "queuedJobs": queued,
+                    "runningJobs": running,
+                    "usage": {"gpus": int(used.gpus), "cores": round(used.cpu, 3)},
+                }
+            },
+            subresource="status",
+        )
+
+
+def run_cycle(settings: AdmissionSettings, now: float) -> None:
+    """One pass of steps 1-6."""
+    steps: list[tuple[str, float]] = []
+
+    def mark(step: str, started: float) -> float:
+        took = time.monotonic() - started
+        metrics.CYCLE_SECONDS.labels(step).observe(took)
+        steps.append((step, took))
+        return time.monotonic()
+
+    t = time.monotonic()
+    snap = take_snapshot(now)
+    t = mark("snapshot", t)
+    follow(snap)
+    t = mark("follow", t)
+    total = resources.capacity(snap.nodes)
+    queue, estimator = rebuild(snap, settings)
+    submit(snap, settings, estimator, total)
+    queue, _ = rebuild(snap, settings)
+    t = mark("submit", t)
+    chosen = decide(snap, queue, total - resources.used(snap.pods))
+    t = mark("decide", t)
+    admit(snap, queue, chosen)
+    t = mark("admit", t)
+    report(snap, queue)
+    mark("report", t)
+    logger.debug("admission cycle: %s", ", ".join(f"{s} {d * 1000:.0f} ms" for s, d in steps))
+
+
+class Cycle:
+    """Runs ``run_cycle`` whenever kicked (coalescing kicks), one cycle at a time."""
+
+    def __init__(self, settings: AdmissionSettings) -> None:
+        """Create it inside the operator's event loop."""
+        self.settings = settings
+        self._kicked = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._kicked.set()  # the first cycle runs at start, before any event
+
+    def kick(self) -> None:
+        """Ask for a cycle soon; safe from any thread (kopf runs sync handlers in threads)."""
+        self._loop.call_soon_threadsafe(self._kicked.set)
+
+    async def run(self) -> None:
+        while True:
+            await self._kicked.wait()
+            self._kicked.clear()
+            try:
+                await asyncio.to_thread(run_cycle, self.settings, time.time())
+            except Exception:
+                # The next kick retries from the cluster's state; nothing is held in memory.
+                logger.exception("admission cycle failed")
+            await asyncio.sleep(0.2)
+
+
+def register(registry: kopf.OperatorRegistry, settings: AdmissionSettings) -> None:
+    """Start the cycle with the operator; the Tenant timer and job and pod events kick it."""
+
+    @kopf.on.startup(registry=registry)
+    async def start(memo: kopf.Memo, **_: Any) -> None:
+        cycle = Cycle(settings)
+        memo["cycle"] = cycle
+        memo["cycle_task"] = asyncio.create_task(cycle.run(), name="fairpack-admission")
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("cycle_task")
+        if task is not None:
+            task.cancel()

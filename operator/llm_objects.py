@@ -1,0 +1,168 @@
+"""What an LLMService becomes: a Deployment per role, a Service and a PodDisruptionBudget.
+
+Pure: spec dicts (as the API server returns them, defaults filled in) in, object dicts out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fairpack.operator import k8s
+from fairpack.solver import labels
+
+GROUP_VERSION = "fairpack.io/v1alpha1"
+SERVICE_LABEL = f"{labels.DOMAIN}/llmservice"
+"""Label on every object and pod of an LLMService: the service's name."""
+ROLE_LABEL = f"{labels.DOMAIN}/role"
+"""Label on a role's Deployment and pods: ``serve``, ``prefill`` or ``decode``."""
+MANAGED_BY = {"app.kubernetes.io/managed-by": "fairpack-operator"}
+
+SERVE, PREFILL, DECODE = "serve", "prefill", "decode"
+CONTAINER = "server"
+
+
+@dataclass(frozen=True)
+class Role:
+    """One role of a service with the part of the spec that sizes it."""
+
+    name: str
+    spec: Mapping[str, Any]
+    """Holds replicas, gpu, tensorParallel and resources (top-level spec or spec.prefill)."""
+
+    @property
+    def replicas(self) -> int:
+        return int(self.spec.get("replicas", 1))
+
+
+def roles(spec: Mapping[str, Any]) -> list[Role]:
+    """``serve`` alone, or ``prefill`` and ``decode`` when the spec disaggregates."""
+    if "prefill" in spec:
+        return [Role(PREFILL, spec["prefill"]), Role(DECODE, spec)]
+    return [Role(SERVE, spec)]
+
+
+def main_role(spec: Mapping[str, Any]) -> str:
+    """The role spec.replicas sizes, the Service selects and the autoscaler scales."""
+    return DECODE if "prefill" in spec else SERVE
+
+
+def deployment_name(service: str, role: str) -> str:
+    return f"{service}-{role}"
+
+
+def selector(service: str, role: str | None = None) -> dict[str, str]:
+    """Labels selecting the service's pods (of one role when given)."""
+    found = {SERVICE_LABEL: service}
+    if role is not None:
+        found[ROLE_LABEL] = role
+    return found
+
+
+def selector_string(service: str, role: str) -> str:
+    """The label selector of a role's pods as the scale subresource reports it."""
+    return ",".join(f"{k}={v}" for k, v in sorted(selector(service, role).items()))
+
+
+def gpu_resources(gpu: Mapping[str, Any]) -> dict[str, str]:
+    """Extended resources of one replica: whole GPUs or one MIG instance."""
+    if "migProfile" in gpu:
+        return {f"{labels.MIG_RESOURCE_PREFIX}{gpu['migProfile']}": "1"}
+    return {labels.GPU_RESOURCE: str(gpu["count"])}
+
+
+def _metadata(body: Mapping[str, Any], name: str, role: str | None) -> dict[str, Any]:
+    meta = body["metadata"]
+    found_labels = {**MANAGED_BY, **selector(meta["name"], role)}
+    if tenant := body["spec"].get("tenant"):
+        found_labels[labels.TENANT_LABEL] = tenant
+    return {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": found_labels,
+        "ownerReferences": [k8s.owner_reference(body)],
+    }
+
+
+def pod_template(body: Mapping[str, Any], role: Role) -> dict[str, Any]:
+    """The pod template of a role: fairpack-scheduler, GPU/MIG requests, tenant and priority."""
+    spec = body["spec"]
+    model = spec["model"]
+    meta = _metadata(body, "", role.name)
+    tensor_parallel = int(role.spec.get("tensorParallel", 1))
+    resources = role.spec.get("resources", {})
+    amounts = {"cpu": str(resources.get("cpu", "4")), "memory": str(resources.get("memory", "32Gi"))}
+    amounts.update(gpu_resources(role.spec["gpu"]))
+    args = ["--model", model["name"], "--port", str(model.get("port", 8000))]
+    if tensor_parallel > 1:
+        args += ["--tensor-parallel-size", str(tensor_parallel)]
+    args += list(model.get("args", []))
+    annotations = {}
+    if tensor_parallel > 1:
+        # All of a replica's GPUs in one NVLink island: the extender reads this.
+        annotations[labels.REQUIRE_NVLINK_ANNOTATION] = "true"
+    pod_spec: dict[str, Any] = {
+        "schedulerName": labels.SCHEDULER_NAME,
+        "containers": [
+            {
+                "name": CONTAINER,
+                "image": model["image"],
+                "args": args,
+                "env": [{"name": "FAIRPACK_ROLE", "value": role.name}],
+                "ports": [{"name": "http", "containerPort": int(model.get("port", 8000))}],
+                "resources": {"requests": amounts, "limits": amounts},
+            }
+        ],
+    }
+    if product := role.spec["gpu"].get("product"):
+        pod_spec["nodeSelector"] = {labels.GPU_PRODUCT_LABEL: product}
+    if priority_class := spec.get("priorityClassName"):
+        pod_spec["priorityClassName"] = priority_class
+    return {"metadata": {"labels": meta["labels"], "annotations": annotations}, "spec": pod_spec}
+
+
+def deployment(body: Mapping[str, Any], role: Role) -> dict[str, Any]:
+    """The Deployment of one role."""
+    service = body["metadata"]["name"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(body, deployment_name(service, role.name), role.name),
+        "spec": {
+            "replicas": role.replicas,
+            "selector": {"matchLabels": selector(service, role.name)},
+            "template": pod_template(body, role),
+        },
+    }
+
+
+def service(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The Service in front of the main role (decode pods take requests when disaggregated)."""
+    name = body["metadata"]["name"]
+    port = int(body["spec"]["model"].get("port", 8000))
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(body, name, None),
+        "spec": {
+            "selector": selector(name, main_role(body["spec"])),
+            "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+        },
+    }
+
+
+def disruption_budget(body: Mapping[str, Any]) -> dict[str, Any]:
+    """At most one of the service's pods disrupted at a time (the fallback's evictions respect it)."""
+    name = body["metadata"]["name"]
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(body, name, None),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(name)}},
+    }
+
+
+def desired_objects(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Everything the operator keeps in place for the service."""
+    return [*(deployment(body, role) for role in roles(body["spec"])), service(body), disruption_budget(body)]

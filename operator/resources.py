@@ -1,0 +1,113 @@
+"""CPU, memory and GPUs as the queue counts them: node capacity, pod requests, what is free.
+
+Pure: node and pod dicts in. Aggregate over the cluster (not per node): the queue decides
+*whether* a job's pods may start; where they go is the scheduler's (and the packer's) job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fairpack.operator import k8s
+from fairpack.solver import labels
+
+TERMINAL = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Cores, bytes of memory and whole GPUs."""
+
+    cpu: float = 0.0
+    memory: float = 0.0
+    gpus: float = 0.0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.cpu + other.cpu, self.memory + other.memory, self.gpus + other.gpus)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.cpu - other.cpu, self.memory - other.memory, self.gpus - other.gpus)
+
+    def fits_in(self, other: Resources) -> bool:
+        """Whether every amount here is at most the one in ``other``."""
+        eps = 1e-9
+        return (
+            self.cpu <= other.cpu + eps
+            and self.memory <= other.memory + eps
+            and self.gpus <= other.gpus + eps
+        )
+
+    def scaled(self, factor: int) -> Resources:
+        return Resources(self.cpu * factor, self.memory * factor, self.gpus * factor)
+
+
+def parse(amounts: Mapping[str, Any] | None) -> Resources:
+    """A requests/allocatable map as Resources (other resources are ignored)."""
+    amounts = amounts or {}
+
+    def get(key: str) -> float:
+        value = amounts.get(key)
+        return k8s.quantity(value) if value is not None else 0.0
+
+    return Resources(get("cpu"), get("memory"), get(labels.GPU_RESOURCE))
+
+
+def pod_requests(pod: Mapping[str, Any]) -> Resources:
+    """The sum of the pod's containers' requests."""
+    total = Resources()
+    for container in pod.get("spec", {}).get("containers", []):
+        total = total + parse((container.get("resources") or {}).get("requests"))
+    return total
+
+
+def is_gated(pod: Mapping[str, Any]) -> bool:
+    """Whether the pod still waits for admission."""
+    gates = pod.get("spec", {}).get("schedulingGates") or ()
+    return any(g.get("name") == labels.ADMISSION_GATE for g in gates)
+
+
+def holds_capacity(pod: Mapping[str, Any]) -> bool:
+    """A pod counts against capacity once it may be scheduled and until it ends."""
+    return (pod.get("status") or {}).get("phase") not in TERMINAL and not is_gated(pod)
+
+
+def node_is_usable(node: Mapping[str, Any]) -> bool:
+    if node.get("spec", {}).get("unschedulable"):
+        return False
+    conditions = (node.get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def capacity(nodes: Iterable[Mapping[str, Any]]) -> Resources:
+    """Allocatable resources of the Ready, schedulable nodes."""
+    total = Resources()
+    for node in nodes:
+        if node_is_usable(node):
+            total = total + parse((node.get("status") or {}).get("allocatable"))
+    return total
+
+
+def used(pods: Iterable[Mapping[str, Any]]) -> Resources:
+    """Requests of the pods that hold capacity."""
+    total = Resources()
+    for pod in pods:
+        if holds_capacity(pod):
+            total = total + pod_requests(pod)
+    return total
+
+
+def demand_units(request: Resources, total: Resources, *, units: float) -> int:
+    """A job's UWFQ demand: its dominant share of the cluster in ``units`` (at least 1)."""
+    shares = [
+        need / have
+        for need, have in (
+            (request.cpu, total.cpu),
+            (request.memory, total.memory),
+            (request.gpus, total.gpus),
+        )
+        if have > 0
+    ]
+    return max(1, math.ceil(max(shares, default=1.0) * units - 1e-9))
