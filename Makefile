@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)/hack
 export FAIRPACK_CACHE ?= $(HOME)/.cache/fairpack
 PYTEST_ARGS ?=
 
-.PHONY: help venv binaries lint typecheck test test-unit cluster-up cluster-down demo bench kind-e2e
+.PHONY: help venv binaries lint typecheck test test-unit cluster-up cluster-down demo bench kind-e2e chart-check manifests
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -64,6 +64,13 @@ cluster-down: $(VENV)/.installed  ## stop the local control plane and remove its
 
 demo: $(VENV)/.installed binaries  ## the main job: local cluster, 100 GPU nodes, fairpack, sample workloads
 	$(PY) -m fairpack_dev.demo
+
+manifests: $(VENV)/.installed binaries  ## regenerate manifests/fairpack.yaml (plain YAML) from charts/fairpack
+	$(PY) -m fairpack_dev.chart
+
+chart-check: $(VENV)/.installed binaries  ## helm lint --strict, render with default and other values, check the scheduler config
+	$(PY) -m fairpack_dev.chart --check
+	$(VENV)/bin/pytest tests/unit/test_chart.py $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed  ## run every benchmark side by side with its baselines (figures: docs/benchmarks.md)
 	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b; done
