@@ -85,7 +85,8 @@ class Recommender:
     the down-window (as the HorizontalPodAutoscaler's behaviour does)."""
 
     def __init__(self) -> None:
-        self._history: deque[tuple[float, int]] = deque()
+        self._history: deque[tuple[float, int, bool]] = deque()
+        """(time, recommendation, observed): the unobserved entry is the seed after a (re)start."""
 
     def decide(
         self,
@@ -105,17 +106,17 @@ class Recommender:
         if not self._history:
             # After a (re)start: pretend the current size was recommended just now, so a scale-down
             # waits a full window rather than acting on one sample.
-            self._history.append((now, current))
-        self._history.append((now, raw))
+            self._history.append((now, current, False))
+        self._history.append((now, raw, True))
         up_s = float(autoscaling.get("scaleUpStabilizationSeconds", 0))
         down_s = float(autoscaling.get("scaleDownStabilizationSeconds", 300))
         while self._history and self._history[0][0] < now - max(up_s, down_s):
             self._history.popleft()
         if raw > current:
-            desired = max(current, min(r for t, r in self._history if t >= now - up_s))
+            desired = max(current, min(r for t, r, seen in self._history if seen and t >= now - up_s))
             reason = "MetricAboveTarget"
         elif raw < current:
-            desired = min(current, max(r for t, r in self._history if t >= now - down_s))
+            desired = min(current, max(r for t, r, _ in self._history if t >= now - down_s))
             reason = "MetricBelowTarget"
         else:
             desired, reason = current, "AtTarget"

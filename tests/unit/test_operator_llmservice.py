@@ -1,0 +1,185 @@
+"""LLMService on plain data: the objects built from a spec, the status computed from Deployments,
+and the autoscaler's decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fairpack.operator import autoscale, conditions, llm_objects, llm_status
+from fairpack.solver import labels
+
+
+def service(**spec: Any) -> dict[str, Any]:
+    base = {
+        "model": {"name": "m", "image": "vllm:1", "port": 8000, "metricsPath": "/metrics"},
+        "replicas": 2,
+        "gpu": {"count": 1},
+        "tensorParallel": 1,
+        "resources": {"cpu": "4", "memory": "32Gi"},
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "fairpack.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {"name": "llm", "namespace": "ns", "uid": "u-1", "generation": 3},
+        "spec": base,
+    }
+
+
+def kinds(objs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(o["kind"], o["metadata"]["name"]) for o in objs]
+
+
+def test_a_plain_service_gets_one_deployment_a_service_and_a_pdb_all_owned_by_it() -> None:
+    objs = llm_objects.desired_objects(service())
+    assert kinds(objs) == [("Deployment", "llm-serve"), ("Service", "llm"), ("PodDisruptionBudget", "llm")]
+    for obj in objs:
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["uid"], owner["controller"]) == ("LLMService", "u-1", True)
+
+
+def test_disaggregated_service_gets_a_deployment_per_role_and_the_service_selects_decode() -> None:
+    body = service(prefill={"replicas": 3, "gpu": {"count": 4}, "tensorParallel": 4})
+    objs = llm_objects.desired_objects(body)
+    assert kinds(objs)[:2] == [("Deployment", "llm-prefill"), ("Deployment", "llm-decode")]
+    prefill, decode = objs[0], objs[1]
+    assert prefill["spec"]["replicas"] == 3
+    assert decode["spec"]["replicas"] == 2
+    assert objs[2]["spec"]["selector"] == {llm_objects.SERVICE_LABEL: "llm", llm_objects.ROLE_LABEL: "decode"}
+
+
+@pytest.mark.parametrize(
+    ("gpu", "expected"),
+    [
+        pytest.param({"count": 2}, {labels.GPU_RESOURCE: "2"}, id="whole-gpus"),
+        pytest.param({"migProfile": "3g.40gb"}, {"nvidia.com/mig-3g.40gb": "1"}, id="mig"),
+    ],
+)
+def test_pods_request_whole_gpus_or_one_mig_instance(gpu: dict[str, Any], expected: dict[str, str]) -> None:
+    pod = llm_objects.deployment(service(gpu=gpu), llm_objects.roles(service(gpu=gpu)["spec"])[0])
+    requests = pod["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert {k: v for k, v in requests.items() if k.startswith("nvidia.com/")} == expected
+
+
+def test_pods_use_fairpack_scheduler_with_tenant_priority_and_product() -> None:
+    body = service(tenant="research", priorityClassName="high", gpu={"count": 1, "product": "H100"})
+    template = llm_objects.deployment(body, llm_objects.roles(body["spec"])[0])["spec"]["template"]
+    assert template["spec"]["schedulerName"] == labels.SCHEDULER_NAME
+    assert template["spec"]["priorityClassName"] == "high"
+    assert template["spec"]["nodeSelector"] == {labels.GPU_PRODUCT_LABEL: "H100"}
+    assert template["metadata"]["labels"][labels.TENANT_LABEL] == "research"
+
+
+def test_tensor_parallel_pods_ask_for_one_nvlink_island() -> None:
+    body = service(gpu={"count": 4}, tensorParallel=4)
+    template = llm_objects.deployment(body, llm_objects.roles(body["spec"])[0])["spec"]["template"]
+    assert template["metadata"]["annotations"] == {labels.REQUIRE_NVLINK_ANNOTATION: "true"}
+    assert "--tensor-parallel-size" in template["spec"]["containers"][0]["args"]
+
+
+def deployment(ready: int, updated: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "d"},
+        "status": {"readyReplicas": ready, "updatedReplicas": updated, **extra},
+    }
+
+
+@pytest.mark.parametrize(
+    ("deployments", "error", "expected"),
+    [
+        pytest.param(
+            {"serve": None}, None, {"Ready": "DeploymentMissing", "Degraded": "AsExpected"}, id="missing"
+        ),
+        pytest.param({"serve": deployment(1, 2)}, None, {"Ready": "ReplicasNotReady"}, id="rolling"),
+        pytest.param({"serve": deployment(2, 2)}, None, {"Ready": "AllReplicasReady"}, id="ready"),
+        pytest.param(
+            {"serve": deployment(2, 2)}, "403 Forbidden: quota", {"Degraded": "CannotRealise"}, id="refused"
+        ),
+        pytest.param(
+            {
+                "serve": deployment(
+                    0, 0, conditions=[{"type": "ReplicaFailure", "status": "True", "message": "q"}]
+                )
+            },
+            None,
+            {"Degraded": "DeploymentFailing"},
+            id="replica-failure",
+        ),
+    ],
+)
+def test_conditions_follow_the_deployments(
+    deployments: dict[str, Any], error: str | None, expected: dict[str, str]
+) -> None:
+    _, conds = llm_status.compute(service()["spec"], deployments, name="llm", error=error)
+    reasons = {c.type: c.reason for c in conds}
+    assert {k: reasons[k] for k in expected} == expected
+
+
+def test_status_reports_replicas_per_role_and_the_scale_selector() -> None:
+    spec = service(prefill={"replicas": 1, "gpu": {"count": 1}})["spec"]
+    fields, _ = llm_status.compute(
+        spec, {"prefill": deployment(1, 1), "decode": deployment(1, 2)}, name="llm"
+    )
+    assert fields["replicas"] == 2
+    assert fields["readyReplicas"] == 1
+    assert fields["roles"]["prefill"]["readyReplicas"] == 1
+    assert fields["selector"] == "fairpack.io/llmservice=llm,fairpack.io/role=decode"
+
+
+def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
+    first = conditions.merge(None, [conditions.Condition("Ready", False, "X")], now="t1")
+    same = conditions.merge(first, [conditions.Condition("Ready", False, "Y")], now="t2")
+    flipped = conditions.merge(same, [conditions.Condition("Ready", True, "Z")], now="t3")
+    assert [c["lastTransitionTime"] for c in (*first, *same, *flipped)] == ["t1", "t1", "t3"]
+
+
+PROMETHEUS_TEXT = """\
+# HELP vllm:num_requests_waiting Requests waiting.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{model_name="a"} 3.0
+vllm:num_requests_waiting{model_name="b"} 2.0
+"""
+
+
+def test_metric_value_sums_the_samples_of_the_metric() -> None:
+    assert autoscale.metric_value(PROMETHEUS_TEXT, "vllm:num_requests_waiting") == 5.0
+    assert autoscale.metric_value(PROMETHEUS_TEXT, "absent") is None
+
+
+SCALING = {
+    "minReplicas": 1,
+    "maxReplicas": 5,
+    "target": 4.0,
+    "scaleUpStabilizationSeconds": 0,
+    "scaleDownStabilizationSeconds": 60,
+}
+
+
+@pytest.mark.parametrize(
+    ("current", "value", "expected"),
+    [
+        pytest.param(2, 8.0, 4, id="double-load-doubles"),
+        pytest.param(2, 40.0, 5, id="capped-at-max"),
+        pytest.param(4, 0.0, 1, id="idle-goes-to-min"),
+        pytest.param(2, 4.0, 2, id="at-target"),
+    ],
+)
+def test_raw_recommendation_meets_the_target_within_bounds(current: int, value: float, expected: int) -> None:
+    assert autoscale.raw_desired(current=current, value=value, target=4.0, low=1, high=5) == expected
+
+
+def test_scale_up_is_immediate_and_scale_down_waits_for_its_window() -> None:
+    rec = autoscale.Recommender()
+    up = rec.decide(now=0.0, current=2, values=[8.0, 8.0], autoscaling=SCALING)
+    assert (up.desired, up.reason) == (4, "MetricAboveTarget")
+    held = rec.decide(now=30.0, current=4, values=[0.0], autoscaling=SCALING)
+    assert (held.desired, held.reason) == (4, "Stabilising")
+    down = rec.decide(now=91.0, current=4, values=[0.0], autoscaling=SCALING)
+    assert (down.desired, down.reason) == (1, "MetricBelowTarget")
+
+
+def test_no_metrics_means_no_change() -> None:
+    decision = autoscale.Recommender().decide(now=0.0, current=3, values=[], autoscaling=SCALING)
+    assert (decision.desired, decision.reason) == (3, "NoMetrics")

@@ -1,0 +1,38 @@
+"""The operator's promised defaults, and reading them from FAIRPACK_* variables."""
+
+from __future__ import annotations
+
+from fairpack.operator import settings
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    s = settings.OperatorSettings()
+    assert (s.namespace, s.peering, s.peering_priority, s.liveness_port, s.metrics_port) == (
+        "fairpack-system",
+        "",
+        0,
+        8080,
+        9090,
+    )
+    assert s.admission == settings.AdmissionSettings(
+        cycle_interval_s=2.0, capacity_units=1000.0, default_job_seconds=600.0
+    )
+    assert s.llmservice == settings.LLMServiceSettings(
+        status_interval_s=5.0, metrics_url_template="http://{pod_ip}:{port}{path}", metrics_timeout_s=2.0
+    )
+
+
+def test_environment_overrides_nested_fields_with_their_types() -> None:
+    s = settings.from_env(
+        {
+            "FAIRPACK_PEERING": "fairpack",
+            "FAIRPACK_METRICS_PORT": "0",
+            "FAIRPACK_ADMISSION_CYCLE_INTERVAL_S": "0.5",
+            "FAIRPACK_LLMSERVICE_METRICS_URL_TEMPLATE": "http://127.0.0.1:1/{pod_name}",
+        }
+    )
+    assert s.peering == "fairpack"
+    assert s.metrics_port == 0
+    assert s.admission.cycle_interval_s == 0.5
+    assert s.llmservice.metrics_url_template == "http://127.0.0.1:1/{pod_name}"
+    assert s.admission.capacity_units == 1000.0
