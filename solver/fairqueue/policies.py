@@ -11,7 +11,13 @@ NAMES: tuple[str, ...] = ("fifo", "fair", "ujf", "drf", "cfq", "uwfq")
 """Baselines first, in the order tables show them; UWFQ last."""
 
 
-def create(name: str, *, capacity: int, weights: Mapping[UserName, float]) -> OrderingPolicy:
+def create(
+    name: str,
+    *,
+    capacity: int,
+    weights: Mapping[UserName, float],
+    uwfq_settings: uwfq.UwfqSettings | None = None,
+) -> OrderingPolicy:
     """A fresh policy of the given name for a cluster of ``capacity`` units."""
     match name:
         case "fifo":
@@ -25,5 +31,5 @@ def create(name: str, *, capacity: int, weights: Mapping[UserName, float]) -> Or
         case "cfq":
             return uwfq.cfq(capacity=capacity)
         case "uwfq":
-            return uwfq.UwfqQueue(capacity=capacity, weights=weights)
+            return uwfq.UwfqQueue(capacity=capacity, weights=weights, settings=uwfq_settings)
     raise ValueError(f"unknown policy {name!r}; choose from {', '.join(NAMES)}")

@@ -13,7 +13,7 @@ import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from fairpack.solver.fairqueue import partitioning, policies
+from fairpack.solver.fairqueue import partitioning, policies, uwfq
 from fairpack.solver.fairqueue.policy import JobId, QueuedJob, UserName
 from fairpack.solver.sim.workloads import SimJob, Workload
 
@@ -76,10 +76,12 @@ def partitioned(
     return replace(workload, jobs=tuple(jobs))
 
 
-def run(workload: Workload, policy_name: str) -> SimResult:
+def run(workload: Workload, policy_name: str, *, uwfq_settings: uwfq.UwfqSettings | None = None) -> SimResult:
     """Replay ``workload`` under the named policy (``policies.NAMES``)."""
     weights = {UserName(u): w for u, w in workload.users.items()}
-    queue = policies.create(policy_name, capacity=workload.capacity, weights=weights)
+    queue = policies.create(
+        policy_name, capacity=workload.capacity, weights=weights, uwfq_settings=uwfq_settings
+    )
     jobs = {job.id: job for job in workload.jobs}
     events: list[tuple[float, int, str]] = [(job.arrival_s, _ARRIVAL, job.id) for job in workload.jobs]
     heapq.heapify(events)
