@@ -49,7 +49,7 @@ def kept_seeds(cell: tuple[int, int, int, float], count: int, *, tries: int) -> 
     kept = []
     for seed in range(tries):
         scenario = workloads.Scenario(*cell, seed=seed)
-        cluster, current = workloads.after_default_scheduler(scenario)
+        _cluster, current = workloads.after_default_scheduler(scenario)
         if any(n is None for n in current.nodes):
             kept.append(scenario)
         if len(kept) == count:

@@ -8,12 +8,12 @@ Public API (the operator's fallback controller and ``fairpack plan`` use only th
     plan.status, plan.placements, plan.moves, plan.evictions, plan.to_json()
 
 Modules: ``instance`` (typed input), ``greedy`` (kube-scheduler's default placement: hint and
-baseline), ``model``/``constraints``/``objectives`` (the CP-SAT model), ``solve`` (the staged
+baseline), ``model``/``constraints``/``objectives`` (the CP-SAT model), ``search`` (the staged
 solve inside a window), ``validate`` (the solver-free checker), ``plan`` (the output).
 Purely computational, like the rest of ``fairpack.solver``.
 """
 
 from fairpack.solver.packing.plan import Plan, Status
-from fairpack.solver.packing.solve import Settings, solve
+from fairpack.solver.packing.search import Settings, solve
 
 __all__ = ["Plan", "Settings", "Status", "solve"]

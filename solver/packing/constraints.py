@@ -34,14 +34,14 @@ def capacity(m: PackingModel) -> None:
             needs = [(m.classes[c].requests[r], c) for c in classes if m.classes[c].requests[r]]
             # Skip rows the variables' bounds already satisfy: they only slow presolve down.
             if sum(need * m.ub[(c, n)] for need, c in needs) > have:
-                m.cp.add(sum(need * m.y[(c, n)] for need, c in needs) <= have)
+                variables = [m.y[(c, n)] for _, c in needs]
+                m.cp.add(cp_model.LinearExpr.weighted_sum(variables, [need for need, _ in needs]) <= have)
 
 
 def class_size(m: PackingModel) -> None:
     """A class places at most as many pods as it has."""
     for c, cls in enumerate(m.classes):
-        bound = sum(ub for (k, _), ub in m.ub.items() if k == c)
-        if bound > len(cls.members):
+        if sum(m.ub[(c, n)] for n in m.by_class[c]) > len(cls.members):
             m.cp.add(m.placed(c) <= len(cls.members))
 
 

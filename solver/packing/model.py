@@ -61,6 +61,10 @@ class PackingModel:
         self.nodes = frozenset(range(len(instance.nodes))) if nodes is None else nodes
         self.cp = cp_model.CpModel()
         self.base, self.blocked = _fixed_load(instance, self.fixed)
+        self._free = [
+            [a - b for a, b in zip(node.allocatable, base, strict=True)]
+            for node, base in zip(instance.nodes, self.base, strict=True)
+        ]
         self.classes = _classes(instance, self.fixed)
         self.y: dict[tuple[int, int], cp_model.IntVar] = {}
         self.ub: dict[tuple[int, int], int] = {}
@@ -81,7 +85,7 @@ class PackingModel:
     # --- variables ---------------------------------------------------------------------
     def free(self, n: int) -> list[int]:
         """Capacity of node ``n`` left after the fixed pods."""
-        return [a - b for a, b in zip(self.instance.nodes[n].allocatable, self.base[n], strict=True)]
+        return self._free[n]
 
     def upper_bound(self, c: int, n: int) -> int:
         """The most pods of class ``c`` node ``n`` could take alone (0: never a candidate)."""
@@ -105,15 +109,16 @@ class PackingModel:
                     found.append((g, start))
         return found
 
-    def candidates(self, c: int) -> list[int]:
-        """Nodes class ``c`` may use in this model."""
+    def candidates(self, c: int) -> dict[int, int]:
+        """Nodes class ``c`` may use in this model, with the most pods of it each could take."""
         first = self.instance.pods[self.classes[c].members[0]]
-        return sorted(n for n in first.eligible & self.nodes if self.upper_bound(c, n) > 0)
+        bounds = {n: self.upper_bound(c, n) for n in sorted(first.eligible & self.nodes)}
+        return {n: b for n, b in bounds.items() if b > 0}
 
     def _add_variables(self) -> None:
         for c, cls in enumerate(self.classes):
-            for n in self.candidates(c):
-                self.ub[(c, n)] = self.upper_bound(c, n)
+            for n, bound in self.candidates(c).items():
+                self.ub[(c, n)] = bound
                 self.y[(c, n)] = self.cp.new_int_var(0, self.ub[(c, n)], f"y_{c}_{n}")
             for n, members in cls.running.items():
                 if (c, n) not in self.y:
@@ -131,9 +136,9 @@ class PackingModel:
                 self.u[(n, g, profile, start)] = self.cp.new_bool_var(f"u_{n}_{g}_{profile}_{start}")
 
     # --- expressions the objectives and stages share --------------------------------------
-    def placed(self, c: int) -> cp_model.LinearExprT:
+    def placed(self, c: int) -> cp_model.LinearExpr:
         """Pods of class ``c`` placed."""
-        return sum(self.y[(c, n)] for n in self.by_class[c])
+        return cp_model.LinearExpr.sum([self.y[(c, n)] for n in self.by_class[c]])
 
     def stays(self) -> cp_model.LinearExpr:
         """Running free pods that stay where they are."""
@@ -146,9 +151,12 @@ class PackingModel:
         """Priority values of the free pods, highest first."""
         return sorted({cls.priority for cls in self.classes}, reverse=True)
 
-    def load(self, n: int) -> cp_model.LinearExprT:
+    def load(self, n: int) -> cp_model.LinearExpr:
         """What symmetry breaking orders interchangeable nodes by: milli-CPU placed, plus pods."""
-        return sum(self.load_weight(c) * self.y[(c, n)] for c in self.by_node[n])
+        classes = self.by_node[n]
+        return cp_model.LinearExpr.weighted_sum(
+            [self.y[(c, n)] for c in classes], [self.load_weight(c) for c in classes]
+        )
 
     def load_weight(self, c: int) -> int:
         cpu = self.instance.resource("cpu")

@@ -1,11 +1,12 @@
 """The goals of the packing problem, as linear expressions over a model's variables.
 
-The solve loop optimises them one after the other (see :mod:`fairpack.solver.packing.solve`):
+The solve loop optimises them one after the other (see :mod:`fairpack.solver.packing.search`):
 pods of each priority from the highest, then disturbance.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ortools.sat.python import cp_model
@@ -14,9 +15,42 @@ if TYPE_CHECKING:
     from fairpack.solver.packing.model import PackingModel
 
 
-def placed_at(m: PackingModel, priority: int) -> cp_model.LinearExprT:
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """One stage of the lexicographic solve.
+
+    The stage optimises ``scale * primary + secondary``; ``secondary`` lies in ``[0, scale)``, so
+    it only breaks ties in ``primary``. It keeps lower tiers in the picture: with ``primary``
+    alone, presolve may legitimately drop every lower-priority pod (they do not count), and the
+    next stage would start from that empty solution instead of a good one.
+    """
+
+    name: str
+    primary: cp_model.LinearExpr
+    maximise: bool
+    secondary: cp_model.LinearExpr = field(default_factory=lambda: cp_model.LinearExpr.sum([]))
+    scale: int = 1
+    trivial: int | None = None
+    """The best value ``primary`` can possibly have, if known cheaply (maximising goals)."""
+
+
+def goals(m: PackingModel) -> list[Goal]:
+    """The stages in order: each priority from the highest, then disturbance."""
+    found = []
+    for p in m.priorities():
+        lower = [c for c, cls in enumerate(m.classes) if cls.priority < p]
+        secondary = cp_model.LinearExpr.sum([m.placed(c) for c in lower])
+        scale = 1 + sum(len(m.classes[c].members) for c in lower)
+        found.append(Goal(f"priority {p}", placed_at(m, p), True, secondary, scale, placed_bound(m, p)))
+    found.append(Goal("disturbance", disturbance(m), False))
+    return found
+
+
+def placed_at(m: PackingModel, priority: int) -> cp_model.LinearExpr:
     """Free pods of exactly ``priority`` placed (to maximise)."""
-    return sum(m.placed(c) for c, cls in enumerate(m.classes) if cls.priority == priority)
+    return cp_model.LinearExpr.sum(
+        [m.placed(c) for c, cls in enumerate(m.classes) if cls.priority == priority]
+    )
 
 
 def placed_bound(m: PackingModel, priority: int) -> int:
@@ -28,7 +62,7 @@ def placed_bound(m: PackingModel, priority: int) -> int:
     )
 
 
-def disturbance(m: PackingModel) -> cp_model.LinearExprT:
+def disturbance(m: PackingModel) -> cp_model.LinearExpr:
     """Evictions first, then moves (to minimise); stay < move < evict.
 
     With R running free pods, S of them staying and E evicted, moves are R - S - E, and

@@ -50,6 +50,10 @@ class Settings:
     pairs_per_second: int = 20_000
     """Model size (class x candidate node variables) per second of window before the instance is
     cut down to a neighbourhood: about what CP-SAT presolves and searches usefully on one core."""
+    presolve: bool = False
+    """Run CP-SAT's presolve in every stage. Off: on the paper's 32-node instances presolve takes
+    most of a stage's share of a 1 s window and the stage then rarely beats the hint (measured
+    with bench/bench_packing_paper.py: improvements in 8 of 9 cells without, 1 of 9 with)."""
     log_search: bool = False
     """Send CP-SAT's search log to this module's logger at DEBUG level."""
     greedy: greedy.Settings = field(default_factory=greedy.Settings)
@@ -94,77 +98,93 @@ def _stages(
     progress: Progress | None,
 ) -> tuple[inst.Assignment | None, list[plans.Stage]]:
     """Run the lexicographic stages; return the last solution (None if no stage found one)."""
-    goals: list[tuple[str, cp_model.LinearExprT, bool, int | None]] = [
-        (f"priority {p}", objectives.placed_at(model, p), True, objectives.placed_bound(model, p))
-        for p in model.priorities()
-    ]
-    goals.append(("disturbance", objectives.disturbance(model), False, None))
+    goals = objectives.goals(model)
     best: inst.Assignment | None = None
-    hinted = _evaluate(model, goals, hint)
+    hinted = _evaluate(model, hint)
     stages: list[plans.Stage] = []
-    for number, (name, expr, maximise, trivial) in enumerate(goals, start=1):
+    for number, goal in enumerate(goals, start=1):
         if progress is not None:
-            progress(name, number, len(goals))
+            progress(goal.name, number, len(goals))
         value = hinted[number - 1]
-        if trivial is not None and value >= trivial:
-            model.cp.add(expr >= value)  # the hint places every pod of this priority it could
-            stages.append(plans.Stage(name, "BOUND", value, trivial, 0.0))
+        if goal.trivial is not None and value >= goal.trivial:
+            model.cp.add(goal.primary >= value)  # the hint places every pod of this priority it could
+            stages.append(plans.Stage(goal.name, "BOUND", value, goal.trivial, 0.0))
             continue
         budget = (deadline - time.monotonic()) / (len(goals) - number + 1)
-        stage, solution = _run(model, name, expr, maximise=maximise, budget=budget, settings=settings)
+        stage, solution = _run(model, goal, budget=budget, settings=settings)
         stages.append(stage)
-        if solution is None:
-            model.cp.add(expr >= value if maximise else expr <= value)  # keep the hint's level
-            continue
-        best = solution
-        hinted = _evaluate(model, goals, solution)
-        model.cp.add(expr >= stage.value if maximise else expr <= stage.value)
+        if solution is not None:
+            best, value = solution, stage.value
+            hinted = _evaluate(model, solution)
+        model.cp.add(goal.primary >= value if goal.maximise else goal.primary <= value)
     return best, stages
 
 
+class _Watch(cp_model.CpSolverSolutionCallback):
+    """Stops the search once the goal's primary part is settled, whatever its tie-breaker does."""
+
+    def __init__(self, solver: cp_model.CpSolver, goal: objectives.Goal) -> None:
+        super().__init__()
+        self.solver, self.goal = solver, goal
+        self.best: float | None = None
+
+    def on_solution_callback(self) -> None:
+        self.best = self.objective_value
+        self.on_bound(self.best_objective_bound)
+
+    def on_bound(self, bound: float) -> None:
+        if self.best is not None and self.settled(self.best, bound):
+            self.solver.stop_search()
+
+    def settled(self, value: float, bound: float) -> bool:
+        scale = self.goal.scale
+        if self.goal.maximise:
+            return round(bound) // scale <= round(value) // scale
+        return round(bound) // scale >= round(value) // scale
+
+
 def _run(
-    model: PackingModel,
-    name: str,
-    expr: cp_model.LinearExprT,
-    *,
-    maximise: bool,
-    budget: float,
-    settings: Settings,
+    model: PackingModel, goal: objectives.Goal, *, budget: float, settings: Settings
 ) -> tuple[plans.Stage, inst.Assignment | None]:
     if budget <= 0.005:
-        return plans.Stage(name, "NO_TIME", 0, 0, 0.0), None
-    if maximise:
-        model.cp.maximize(expr)
+        return plans.Stage(goal.name, "NO_TIME", 0, 0, 0.0), None
+    objective = goal.scale * goal.primary + goal.secondary
+    if goal.maximise:
+        model.cp.maximize(objective)
     else:
-        model.cp.minimize(expr)
+        model.cp.minimize(objective)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = budget
     solver.parameters.num_workers = settings.num_workers
     solver.parameters.random_seed = settings.random_seed
+    solver.parameters.cp_model_presolve = settings.presolve
     solver.parameters.log_search_progress = settings.log_search
     solver.log_callback = logger.debug
-    status = solver.solve(model.cp)
-    name_of_status = solver.status_name(status)
-    logger.debug("stage %s: %s in %.3fs", name, name_of_status, solver.wall_time)
+    watch = _Watch(solver, goal)
+    solver.best_bound_callback = watch.on_bound
+    status = solver.solve(model.cp, watch)
+    logger.debug("stage %s: %s in %.3fs", goal.name, solver.status_name(status), solver.wall_time)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return plans.Stage(name, name_of_status, 0, 0, solver.wall_time), None
-    value, bound = round(solver.objective_value), round(solver.best_objective_bound)
+        return plans.Stage(goal.name, solver.status_name(status), 0, 0, solver.wall_time), None
+    value, bound = (
+        round(solver.objective_value) // goal.scale,
+        round(solver.best_objective_bound) // goal.scale,
+    )
+    proven = status == cp_model.OPTIMAL or watch.settled(solver.objective_value, solver.best_objective_bound)
     solution = model.decode(solver.value)
     model.cp.clear_hints()  # type: ignore[no-untyped-call]
     for var in model.variables():
         model.cp.add_hint(var, solver.value(var))
-    return plans.Stage(name, name_of_status, value, bound, solver.wall_time), solution
+    return plans.Stage(
+        goal.name, "OPTIMAL" if proven else "FEASIBLE", value, bound, solver.wall_time
+    ), solution
 
 
-def _evaluate(
-    model: PackingModel, goals: list[tuple[str, cp_model.LinearExprT, bool, int | None]], at: inst.Assignment
-) -> list[int]:
-    """Each goal's value for ``at``, computed from the assignment (not the solver)."""
+def _evaluate(model: PackingModel, at: inst.Assignment) -> list[int]:
+    """Each goal's primary value for ``at``, computed from the assignment (not the solver)."""
     score = validate.score(_free_only(model), _restricted(model, at))
     values = [score.placed_by_priority.get(p, 0) for p in model.priorities()]
-    stays = _stays(model, at)
-    values.append(model.running_total() * score.evictions - stays)
-    assert len(values) == len(goals)
+    values.append(model.running_total() * score.evictions - _stays(model, at))
     return values
 
 
