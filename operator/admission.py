@@ -16,8 +16,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
+import functools
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -26,7 +26,7 @@ from typing import Any
 
 import kopf
 
-from fairpack.operator import k8s, metrics, resources, spark_pods, tenant
+from fairpack.operator import k8s, kicks, metrics, resources, spark_pods, tenant
 from fairpack.operator.resources import Resources
 from fairpack.operator.settings import AdmissionSettings
 from fairpack.solver import labels
@@ -385,43 +385,13 @@ def run_cycle(settings: AdmissionSettings, now: float) -> None:
     logger.debug("admission cycle: %s", ", ".join(f"{s} {d * 1000:.0f} ms" for s, d in steps))
 
 
-class Cycle:
-    """Runs ``run_cycle`` whenever kicked (coalescing kicks), one cycle at a time."""
-
-    def __init__(self, settings: AdmissionSettings) -> None:
-        """Create it inside the operator's event loop."""
-        self.settings = settings
-        self._kicked = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        self._kicked.set()  # the first cycle runs at start, before any event
-
-    def kick(self) -> None:
-        """Ask for a cycle soon; safe from any thread (kopf runs sync handlers in threads)."""
-        self._loop.call_soon_threadsafe(self._kicked.set)
-
-    async def run(self) -> None:
-        while True:
-            await self._kicked.wait()
-            self._kicked.clear()
-            try:
-                await asyncio.to_thread(run_cycle, self.settings, time.time())
-            except Exception:
-                # The next kick retries from the cluster's state; nothing is held in memory.
-                logger.exception("admission cycle failed")
-            await asyncio.sleep(0.2)
-
-
 def register(registry: kopf.OperatorRegistry, settings: AdmissionSettings) -> None:
     """Start the cycle with the operator; the Tenant timer and job and pod events kick it."""
 
     @kopf.on.startup(registry=registry)
     async def start(memo: kopf.Memo, **_: Any) -> None:
-        cycle = Cycle(settings)
-        memo["cycle"] = cycle
-        memo["cycle_task"] = asyncio.create_task(cycle.run(), name="fairpack-admission")
+        memo["cycle"] = kicks.KickedLoop("admission", functools.partial(run_cycle, settings))
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("cycle_task")
-        if task is not None:
-            task.cancel()
+        await memo["cycle"].stop()
