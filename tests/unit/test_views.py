@@ -1,0 +1,154 @@
+"""The status views (fairpack status and the demo) on hand-made cluster objects."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from fairpack.cli import views
+from fairpack.solver import labels
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def node(name: str, gpus: int, *, mig: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    annotations = {}
+    if mig:
+        layout = {gpu: [{"profile": p, "start": 0} for p in profiles] for gpu, profiles in mig.items()}
+        annotations[labels.MIG_LAYOUT_ANNOTATION] = json.dumps(layout)
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {labels.GPU_COUNT_LABEL: str(gpus), labels.GPU_PRODUCT_LABEL: "NVIDIA-H100-80GB-HBM3"},
+            "annotations": annotations,
+        },
+        "status": {"allocatable": {labels.GPU_RESOURCE: str(gpus - len(mig or {}))}},
+    }
+
+
+def pod(
+    name: str, tenant: str, *, node_name: str = "", gpus: int = 0, mig: str = "", phase: str = "Running"
+) -> dict[str, Any]:
+    limits = {labels.GPU_RESOURCE: str(gpus)} if gpus else {}
+    if mig:
+        limits[f"{labels.MIG_RESOURCE_PREFIX}{mig}"] = "1"
+    return {
+        "metadata": {"name": name, "labels": {labels.TENANT_LABEL: tenant}},
+        "spec": {
+            "schedulerName": labels.SCHEDULER_NAME,
+            "nodeName": node_name or None,
+            "containers": [{"name": "main", "resources": {"limits": limits}}],
+        },
+        "status": {"phase": phase},
+    }
+
+
+def tenant(name: str, weight: float) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {"weight": weight}}
+
+
+def sparkjob(name: str, tenant_name: str, phase: str, position: int | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "submittedAt": "2026-01-01T11:55:00Z"}
+    if position is not None:
+        status["queuePosition"] = position
+    return {
+        "metadata": {"name": name},
+        "spec": {"tenant": tenant_name, "user": "u", "executor": {"instances": 2, "gpus": 1}},
+        "status": status,
+    }
+
+
+@pytest.fixture
+def snapshot() -> views.Snapshot:
+    return views.Snapshot(
+        tenants=[tenant("research", 2), tenant("analytics", 1), tenant("idle", 5)],
+        sparkjobs=[
+            sparkjob("etl-1", "analytics", "Running"),
+            sparkjob("etl-2", "analytics", "Queued", position=1),
+            sparkjob("train", "research", "Queued", position=0),
+        ],
+        llmservices=[
+            {
+                "metadata": {"name": "phi"},
+                "spec": {"tenant": "research", "replicas": 2, "gpu": {"migProfile": "3g.40gb"}},
+                "status": {"readyReplicas": 2, "conditions": [{"type": "Ready", "status": "True"}]},
+            }
+        ],
+        nodes=[node("gpu-a", 8), node("gpu-b", 8, mig={"0": ["3g.40gb", "3g.40gb"]})],
+        pods=[
+            pod("etl-1-exec-1", "analytics", node_name="gpu-a", gpus=2),
+            pod("etl-1-exec-2", "analytics", node_name="gpu-a", gpus=1),
+            pod("phi-0", "research", node_name="gpu-b", mig="3g.40gb"),
+            pod("old", "research", node_name="gpu-a", gpus=4, phase="Succeeded"),
+            pod("waiting", "research", gpus=1, phase="Pending"),
+        ],
+        taken=NOW,
+    )
+
+
+def test_occupancy_counts_live_pods_whole_gpus_and_mig_instances_per_node(snapshot: views.Snapshot) -> None:
+    uses = {u.name: u for u in views.node_use(snapshot)}
+    assert (uses["gpu-a"].gpus_used, uses["gpu-a"].gpus, uses["gpu-a"].mig_slices) == (3, 8, 0)
+    assert (uses["gpu-b"].gpus_used, uses["gpu-b"].mig_gpus) == (0, 1)
+    assert (uses["gpu-b"].mig_used, uses["gpu-b"].mig_slices) == (1, 2)
+
+
+def test_finished_and_unbound_pods_hold_no_devices(snapshot: views.Snapshot) -> None:
+    assert sum(u.gpus_used for u in views.node_use(snapshot)) == 3
+
+
+def test_weight_shares_count_only_tenants_with_work(snapshot: views.Snapshot) -> None:
+    shares = {s.tenant: s for s in views.shares(snapshot)}
+    assert shares["idle"].weight_share == 0.0
+    assert shares["research"].weight_share == pytest.approx(2 / 3)
+    assert shares["analytics"].weight_share == pytest.approx(1 / 3)
+    assert shares["analytics"].gpu_share == pytest.approx(3 / 4)
+    assert (shares["analytics"].queued, shares["analytics"].running) == (1, 1)
+
+
+def test_device_requests_read_limits_of_gpu_and_mig_resources_only() -> None:
+    p = pod("p", "t", gpus=2, mig="1g.10gb")
+    p["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "4"
+    assert dict(views.device_requests(p)) == {
+        labels.GPU_RESOURCE: 2,
+        f"{labels.MIG_RESOURCE_PREFIX}1g.10gb": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "text"),
+    [
+        pytest.param({"gpu": {"count": 4}, "tensorParallel": 4}, "4 GPU (TP 4)", id="tensor-parallel"),
+        pytest.param({"gpu": {"count": 1}}, "1 GPU", id="whole"),
+        pytest.param({"gpu": {"migProfile": "3g.40gb"}}, "MIG 3g.40gb", id="mig"),
+    ],
+)
+def test_service_devices_read_as_a_person_says_them(spec: dict[str, Any], text: str) -> None:
+    assert views.service_gpus(spec) == text
+
+
+def test_status_view_lists_jobs_by_tenant_in_queue_order(snapshot: views.Snapshot) -> None:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(views.status_view(snapshot))
+    out = console.export_text()
+    assert out.index("etl-1") < out.index("etl-2") < out.index("train")
+    assert "MIG 3g.40gb" in out
+    assert "1 fairpack pod(s) waiting for the scheduler" in out
+    assert "3/15 whole GPUs, 1/2 MIG instances on 2 nodes" in out
+
+
+def test_missing_crds_are_named(snapshot: views.Snapshot) -> None:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(views.status_view(views.Snapshot(missing=["sparkjobs.fairpack.io"], taken=NOW)))
+    assert "sparkjobs.fairpack.io is not served" in console.export_text()
+
+
+def test_summary_names_phases_services_and_shares(snapshot: views.Snapshot) -> None:
+    lines = views.summary_lines(snapshot)
+    assert lines[0] == "SparkJobs: 2 Queued, 1 Running"
+    assert "LLMServices: 1/1 ready" in lines
+    assert "Tenant analytics: GPU share 75% vs weight share 33%" in lines
