@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ class KickedLoop:
     """Runs ``step(now)`` in a worker thread after each kick, coalescing kicks that arrive while it
     runs, at most once per ``min_gap_s``. Create it inside the running event loop."""
 
-    def __init__(self, name: str, step: Callable[[float], None], *, min_gap_s: float = 0.2) -> None:
+    def __init__(self, name: str, step: Callable[[float], Any], *, min_gap_s: float = 0.2) -> None:
         self.name = name
         self._step = step
         self._min_gap_s = min_gap_s
