@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)/hack
 export FAIRPACK_CACHE ?= $(HOME)/.cache/fairpack
 PYTEST_ARGS ?=
 
-.PHONY: help venv binaries lint typecheck test test-unit cluster-up cluster-down demo bench kind-e2e chart-check manifests
+.PHONY: help venv binaries lint typecheck test test-unit cluster-up cluster-down demo bench kind-e2e chart-check manifests docs-diagram
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,10 @@ manifests: $(VENV)/.installed binaries  ## regenerate manifests/fairpack.yaml (p
 chart-check: $(VENV)/.installed binaries  ## helm lint --strict, render with default and other values, check the scheduler config
 	$(PY) -m fairpack_dev.chart --check
 	$(VENV)/bin/pytest tests/unit/test_chart.py $(PYTEST_ARGS)
+
+docs-diagram:  ## render docs/architecture.svg from docs/architecture.dot (installs Graphviz if missing)
+	command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz)
+	dot -Tsvg docs/architecture.dot -o docs/architecture.svg
 
 bench: $(VENV)/.installed  ## run every benchmark side by side with its baselines (figures: docs/benchmarks.md)
 	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b; done
