@@ -315,7 +315,7 @@ def admit(snap: Snapshot, queue: uwfq.UwfqQueue, chosen: Iterable[Job]) -> None:
         job.body["status"].update(update)
         queue.admit(job.uid, now=snap.now)
         submitted = seconds(job.status.get("submittedAt")) or snap.now
-        metrics.ADMISSION_WAIT.observe(max(snap.now - submitted, 0.0))
+        metrics.ADMISSION_WAIT.labels(job.spec["tenant"]).observe(max(snap.now - submitted, 0.0))
         logger.info("admitted %s/%s (virtual finish %.3f)", job.namespace, job.name, finish)
     for job in snap.jobs:
         if job.phase in (ADMITTED, RUNNING):
@@ -341,6 +341,8 @@ def report(snap: Snapshot, queue: uwfq.UwfqQueue) -> None:
         if name not in snap.tenants:
             continue
         used = usage.get(name, Resources())
+        metrics.TENANT_WEIGHT.labels(name).set(snap.tenants[name].weight)
+        metrics.TENANT_GPUS.labels(name).set(used.gpus)
         k8s.patch(
             API_VERSION,
             "Tenant",

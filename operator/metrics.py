@@ -18,8 +18,19 @@ QUEUE_LENGTH: Final = Gauge(
 )
 ADMISSION_WAIT: Final = Histogram(
     "fairpack_operator_admission_wait_seconds",
-    "Seconds from a job's submission to its admission.",
+    "Seconds from a job's submission to its admission, per tenant.",
+    ["tenant"],
     buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf")),
+)
+TENANT_WEIGHT: Final = Gauge(
+    "fairpack_operator_tenant_weight",
+    "Each Tenant's UWFQ weight (the dashboard sets shares against it).",
+    ["tenant"],
+)
+TENANT_GPUS: Final = Gauge(
+    "fairpack_operator_tenant_gpus",
+    "Whole GPUs requested by each tenant's admitted, unfinished work.",
+    ["tenant"],
 )
 CYCLE_SECONDS: Final = Histogram(
     "fairpack_operator_cycle_seconds",
