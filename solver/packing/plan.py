@@ -68,6 +68,9 @@ class Plan:
     solve_s: float
     complete: bool
     """Whether the model covered the whole instance (False: a neighbourhood of a large cluster)."""
+    rejected: tuple[str, ...] = ()
+    """What the validator found wrong with the solver's plan, which was then dropped for greedy's
+    (always empty unless the model has a bug: tests assert it)."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``fairpack plan --output json`` object (the CLI contract)."""
@@ -95,6 +98,7 @@ def build(
     window_s: float,
     solve_s: float,
     complete: bool,
+    rejected: tuple[str, ...] = (),
 ) -> Plan:
     """Name everything in ``assignment`` and count what it changes."""
     names = [n.name for n in instance.nodes]
@@ -125,4 +129,5 @@ def build(
         window_s,
         solve_s,
         complete,
+        rejected,
     )

@@ -71,7 +71,11 @@ def solve(
     model = PackingModel(instance, fixed=fixed, nodes=nodes, max_evictions=settings.max_evictions)
     model.hint(hint)
     best, stages = _stages(model, hint, settings=settings, deadline=deadline, progress=progress)
-    status, chosen = _choose(instance, best, hint, stages, settings=settings, complete=nodes is None)
+    rejected = tuple(validate.problems(instance, best, max_evictions=settings.max_evictions)) if best else ()
+    if rejected:
+        logger.error("solver plan rejected by the validator, using greedy: %s", rejected[:5])
+        best = None
+    status, chosen = _choose(instance, best, hint, stages, complete=nodes is None)
     return plans.build(
         instance,
         chosen,
@@ -81,6 +85,7 @@ def solve(
         window_s=settings.window_s,
         solve_s=time.monotonic() - started,
         complete=nodes is None,
+        rejected=rejected,
     )
 
 
@@ -215,15 +220,10 @@ def _choose(
     hint: inst.Assignment,
     stages: list[plans.Stage],
     *,
-    settings: Settings,
     complete: bool,
 ) -> tuple[plans.Status, inst.Assignment]:
-    """The plan to return: the solver's if valid and no worse than greedy, else greedy's."""
+    """The plan to return: the solver's (valid) if no worse than greedy, else greedy's."""
     if best is None:
-        return plans.Status.GREEDY, hint
-    found = validate.problems(instance, best, max_evictions=settings.max_evictions)
-    if found:
-        logger.error("solver plan rejected by the validator, using greedy: %s", found[:5])
         return plans.Status.GREEDY, hint
     ours = validate.key(validate.score(instance, best))
     theirs = validate.key(validate.score(instance, hint))

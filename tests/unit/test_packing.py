@@ -1,0 +1,200 @@
+"""The packer on hand-made clusters: evictions, limits, MIG geometry, and the validator's verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from fairpack.solver import gpumodels, packing
+from fairpack.solver.packing import greedy, validate
+from fairpack.solver.packing import instance as inst
+
+RESOURCES = ("cpu", "memory", "pods")
+SETTINGS = packing.Settings(window_s=1.0, num_workers=1)
+H100 = gpumodels.by_name("H100-80GB")
+
+
+def node(name: str, cpu: int = 1000, *, gpus: int = 0) -> inst.PackNode:
+    return inst.PackNode(name, (cpu, 1 << 30, 110), tuple(inst.MigGpu(g, H100) for g in range(gpus)))
+
+
+def pod(
+    name: str,
+    cpu: int,
+    priority: int = 0,
+    *,
+    on: int | None = None,
+    where: frozenset[int] = frozenset({0}),
+    mig: str | None = None,
+    slot: inst.MigSlot | None = None,
+    controller: bool = True,
+) -> inst.PackPod:
+    return inst.PackPod(
+        f"ns/{name}", priority, (cpu, 1, 1), where, mig, on, slot, movable=controller, evictable=controller
+    )
+
+
+def solve(cluster: inst.Instance, settings: packing.Settings = SETTINGS) -> packing.Plan:
+    """The plan, after checking that the validator had nothing against the solver's own plan."""
+    plan = packing.solve(cluster, settings=settings)
+    assert plan.rejected == ()
+    return plan
+
+
+def test_evicting_a_low_priority_pod_lets_a_high_priority_one_in() -> None:
+    cluster = inst.Instance(RESOURCES, (node("n0"),), (pod("low", 800, 1, on=0), pod("high", 800, 100)))
+    plan = solve(cluster)
+    assert plan.placements == {"ns/high": "n0"}
+    assert plan.evictions == ("ns/low",)
+    assert plan.placed_by_priority[100] == packing.plan.TierCount(before=0, after=1)
+    assert plan.status is packing.Status.OPTIMAL
+
+
+def test_max_evictions_is_honoured() -> None:
+    cluster = inst.Instance(RESOURCES, (node("n0"),), (pod("low", 800, 1, on=0), pod("high", 800, 100)))
+    plan = solve(cluster, packing.Settings(window_s=1.0, num_workers=1, max_evictions=0))
+    assert plan.placements == {"ns/low": "n0"}
+    assert plan.evictions == ()
+    assert plan.status in (packing.Status.OPTIMAL, packing.Status.GREEDY)
+
+
+def test_a_pod_without_controller_is_never_moved_nor_evicted() -> None:
+    cluster = inst.Instance(
+        RESOURCES,
+        (node("n0"), node("n1")),
+        (pod("bare", 600, 1, on=0, where=frozenset({0, 1}), controller=False), pod("high", 800, 100)),
+    )
+    plan = solve(cluster)
+    assert plan.placements == {"ns/bare": "n0"}
+    assert plan.moves == ()
+
+
+def test_moving_is_preferred_to_evicting() -> None:
+    both = frozenset({0, 1})
+    cluster = inst.Instance(
+        RESOURCES,
+        (node("n0"), node("n1", 500)),
+        (pod("low", 400, 1, on=0, where=both), pod("high", 800, 100)),
+    )
+    plan = solve(cluster)
+    assert plan.placements == {"ns/high": "n0", "ns/low": "n1"}
+    assert plan.moves == (packing.plan.Move("ns/low", "n0", "n1"),)
+    assert plan.evictions == ()
+
+
+def test_higher_tier_is_never_traded_for_several_lower_ones() -> None:
+    both = frozenset({0})
+    lows = tuple(pod(f"low-{i}", 300, 1, where=both) for i in range(3))
+    cluster = inst.Instance(RESOURCES, (node("n0"),), (*lows, pod("high", 700, 2, where=both)))
+    plan = solve(cluster)
+    assert plan.placed_by_priority[2].after == 1
+    assert plan.placed_by_priority[1].after == 1
+
+
+def test_a_running_mig_pod_keeps_its_instance_and_new_ones_get_free_slots() -> None:
+    cluster = inst.Instance(
+        RESOURCES,
+        (node("n0", 10_000, gpus=1),),
+        (
+            pod("old", 1, 1, on=0, mig="3g.40gb", slot=(0, 4)),
+            pod("new", 1, 1, mig="4g.40gb"),
+        ),
+    )
+    plan = solve(cluster)
+    assert plan.mig_instances == {"ns/old": "0:3g.40gb@4", "ns/new": "0:4g.40gb@0"}
+    assert plan.moves == ()
+
+
+@pytest.mark.parametrize(
+    ("running", "pending", "fits"),
+    [
+        pytest.param(("4g.40gb", 0), "3g.40gb", True, id="4g+3g-fit"),
+        pytest.param(("4g.40gb", 0), "4g.40gb", False, id="two-4g-never"),
+        pytest.param(("1g.10gb", 4), "3g.40gb", True, id="1g-at-4-leaves-3g-at-0"),
+        pytest.param(("1g.10gb", 0), "7g.80gb", False, id="any-instance-blocks-7g"),
+    ],
+)
+def test_mig_geometry_decides_what_fits(running: tuple[str, int], pending: str, fits: bool) -> None:
+    profile, start = running
+    cluster = inst.Instance(
+        RESOURCES,
+        (node("n0", 10_000, gpus=1),),
+        (
+            pod("old", 1, 1, on=0, mig=profile, slot=(0, start), controller=False),
+            pod("new", 1, 1, mig=pending),
+        ),
+    )
+    plan = solve(cluster)
+    assert ("ns/new" in plan.placements) is fits
+    assert ("ns/new" in plan.placements) is (greedy.schedule(cluster).nodes[1] is not None)
+
+
+def test_the_greedy_model_spreads_like_least_allocated() -> None:
+    both = frozenset({0, 1})
+    cluster = inst.Instance(
+        RESOURCES, (node("n0"), node("n1")), (pod("a", 100, where=both), pod("b", 100, where=both))
+    )
+    assert sorted(greedy.schedule(cluster).nodes) == [0, 1]  # type: ignore[type-var]
+
+
+def test_the_greedy_model_preempts_the_lowest_priority_victim() -> None:
+    both = frozenset({0, 1})
+    cluster = inst.Instance(
+        RESOURCES,
+        (node("n0"), node("n1")),
+        (
+            pod("mid", 900, 5, on=0, where=both),
+            pod("low", 900, 1, on=1, where=both),
+            pod("high", 900, 9, where=both),
+        ),
+    )
+    assert greedy.schedule(cluster).nodes == (0, None, 1)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "slots", "problem"),
+    [
+        pytest.param((0, 0), (None, None), "overcommits cpu", id="overcommit"),
+        pytest.param((1, None), (None, None), "may not run on", id="ineligible-node"),
+        pytest.param((None, None), (None, None), "may not be evicted", id="unevictable"),
+        pytest.param((0, None), ((0, 0), None), "MIG instance if and only if", id="slot-without-profile"),
+    ],
+)
+def test_the_validator_names_each_broken_rule(
+    nodes: tuple[int | None, ...], slots: tuple[inst.MigSlot | None, ...], problem: str
+) -> None:
+    cluster = inst.Instance(
+        RESOURCES,
+        (node("n0"), node("n1")),
+        (pod("a", 600, on=0, controller=False), pod("b", 600)),
+    )
+    found = validate.problems(cluster, inst.Assignment.of(nodes, slots))
+    assert any(problem in p for p in found), found
+
+
+def test_the_validator_catches_overlapping_mig_instances_and_the_eviction_limit() -> None:
+    cluster = inst.Instance(
+        RESOURCES,
+        (node("n0", 10_000, gpus=1),),
+        (pod("a", 1, on=0, mig="3g.40gb", slot=(0, 0)), pod("b", 1, mig="4g.40gb")),
+    )
+    overlapping = inst.Assignment.of((0, 0), ((0, 0), (0, 0)))
+    assert any("overlapping" in p for p in validate.problems(cluster, overlapping))
+    evicted = inst.Assignment.of((None, None), (None, None))
+    assert any("exceed the limit" in p for p in validate.problems(cluster, evicted, max_evictions=0))
+
+
+def test_the_plan_json_has_the_cli_contract_shape() -> None:
+    cluster = inst.Instance(RESOURCES, (node("n0"),), (pod("low", 800, 1, on=0), pod("high", 800, 100)))
+    out = solve(cluster).to_json()
+    assert set(out) == {
+        "status",
+        "window_s",
+        "solve_s",
+        "placements",
+        "moves",
+        "evictions",
+        "placed_by_priority",
+    }
+    assert out["placements"] == [{"pod": "ns/high", "node": "n0"}]
+    assert out["evictions"] == ["ns/low"]
+    assert out["placed_by_priority"] == {"100": {"before": 0, "after": 1}, "1": {"before": 1, "after": 0}}
