@@ -42,7 +42,7 @@ typecheck: $(VENV)/.installed
 	$(call package-tree,.build/typecheck,ln -s)
 	MYPYPATH=.build/typecheck $(VENV)/bin/mypy -p fairpack
 	MYPYPATH=.build/typecheck:hack $(VENV)/bin/mypy -p fairpack_dev
-	MYPYPATH=.build/typecheck $(VENV)/bin/mypy --explicit-package-bases tests $(wildcard bench/*.py)
+	MYPYPATH=.build/typecheck:hack $(VENV)/bin/mypy --explicit-package-bases tests $(wildcard bench/*.py)
 
 lint: $(VENV)/.installed typecheck  ## ruff, mypy (strict) and the layer contracts
 	$(VENV)/bin/ruff check .
