@@ -24,8 +24,9 @@ departure at a time). A user returning within ``grace_s`` of going inactive resu
 previous finish instead of V, so a short pause between dependent jobs costs it nothing; idle
 time beyond that earns no credit.
 
-Order: the waiting job with the smallest virtual finish D first (ties: arrival, then id), among
-those whose demand fits the free units, so the cluster never idles while work fits.
+Order: the waiting job with the smallest virtual finish D first, among those whose demand fits
+the free units, so the cluster never idles while work fits. Ties go to the job with fewer running
+tasks (so identical users alternate instead of one always winning), then arrival, then id.
 
 Bounded fairness (what is guaranteed, and what the tests check). Let F_j be job j's finish time
 under per-user weighted fair sharing (the fluid model above with exact sizes, jobs inside a user
@@ -179,7 +180,7 @@ class UwfqQueue:
             if job_id is not None and self._jobs[job_id].job.demand <= free:
                 return job_id
         # The most urgent job does not fit: the most urgent of those that do (work conservation).
-        best: tuple[tuple[float, float, str], JobId] | None = None
+        best: tuple[tuple[float, int, float, str], JobId] | None = None
         for user in self._users.values():
             job_id = self._user_first(user, lambda j: self._jobs[j].job.demand <= free)
             if job_id is not None:
@@ -391,9 +392,9 @@ class UwfqQueue:
 
     # --- ordering -----------------------------------------------------------------------------
 
-    def _order_key(self, job_id: JobId) -> tuple[float, float, str]:
+    def _order_key(self, job_id: JobId) -> tuple[float, int, float, str]:
         entry = self._jobs[job_id]
-        return (self.virtual_finish(job_id), entry.job.arrival_s, entry.job.id)
+        return (self.virtual_finish(job_id), entry.running, entry.job.arrival_s, entry.job.id)
 
     def _user_first(self, user: _User, accept: Callable[[JobId], bool]) -> JobId | None:
         """The user's most urgent waiting job ``accept`` takes: frozen ones (D <= V) first."""

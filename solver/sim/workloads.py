@@ -70,7 +70,7 @@ def from_dict(data: Mapping[str, Any]) -> Workload:
             tasks=int(j["tasks"]),
             task_s=float(j["task_s"]),
             estimate_s=None if j.get("estimate_s") is None else float(j["estimate_s"]),
-            name=str(j.get("name", j.get("class", "default"))),
+            name=str(j.get("name", "")),
         )
         for j in data["jobs"]
     )
@@ -96,7 +96,7 @@ def to_dict(workload: Workload) -> dict[str, Any]:
         }
         if j.estimate_s is not None:
             item["estimate_s"] = j.estimate_s
-        if j.name and j.name != j.job_class:
+        if j.name:
             item["name"] = j.name
         jobs.append(item)
     return {

@@ -1,0 +1,185 @@
+"""UWFQ's virtual-time model, its order, and what the operator relies on (rebuild, estimates)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from fairpack.solver.fairqueue import estimator, uwfq
+from fairpack.solver.fairqueue.policy import JobId, QueuedJob, UserName
+
+
+def job(
+    job_id: str, user: str, *, at: float = 0.0, work: float = 1.0, tasks: int = 1, demand: int = 1
+) -> QueuedJob:
+    return QueuedJob(
+        id=JobId(job_id),
+        user=UserName(user),
+        arrival_s=at,
+        work_s=work,
+        tasks=tasks,
+        demand=demand,
+        name="etl",
+    )
+
+
+def queue(capacity: float = 1.0, grace_s: float = 0.0, **weights: float) -> uwfq.UwfqQueue:
+    return uwfq.UwfqQueue(
+        capacity=capacity,
+        weights={UserName(u): w for u, w in weights.items()},
+        settings=uwfq.UwfqSettings(grace_s=grace_s),
+    )
+
+
+def test_virtual_time_runs_at_capacity_over_the_active_users_weights() -> None:
+    q = queue(capacity=10.0, a=1.0, b=4.0)
+    q.submit(job("a1", "a", work=1000.0), now=0.0)
+    q.submit(job("b1", "b", work=1000.0), now=0.0)
+    q.advance(now=1.0)
+    assert q.virtual_time == pytest.approx(10.0 / 5.0)
+
+
+def test_a_users_jobs_are_laid_end_to_end_in_its_share_in_tag_order() -> None:
+    q = queue(capacity=1.0, a=2.0)
+    q.submit(job("big", "a", work=6.0), now=0.0)
+    q.submit(job("small", "a", work=4.0), now=0.0)
+    # Smaller tag (u + R) first: D1 = S + 4/2, D2 = D1 + 6/2.
+    assert q.virtual_finish(JobId("small")) == pytest.approx(2.0)
+    assert q.virtual_finish(JobId("big")) == pytest.approx(5.0)
+
+
+def test_virtual_time_speeds_up_when_a_user_goes_inactive() -> None:
+    q = queue(capacity=2.0)
+    q.submit(job("a1", "a", work=2.0), now=0.0)
+    q.submit(job("b1", "b", work=100.0), now=0.0)
+    # Two users: V runs at 1 until a's job ends at V = 2 (t = 2), then at 2.
+    q.advance(now=3.0)
+    assert q.virtual_time == pytest.approx(4.0)
+    assert not q.is_active(UserName("a"))
+    assert q.is_active(UserName("b"))
+
+
+def test_idle_time_earns_no_credit() -> None:
+    q = queue(capacity=1.0)
+    q.submit(job("b1", "b", work=100.0), now=0.0)
+    q.submit(job("a1", "a", work=1.0), now=0.0)
+    q.advance(now=50.0)
+    q.submit(job("a2", "a", work=1.0), now=50.0)
+    # a was idle from V = 1 on: its new job starts at V now, not at its old finish.
+    assert q.virtual_finish(JobId("a2")) == pytest.approx(q.virtual_time + 1.0)
+
+
+def test_a_user_returning_within_the_grace_period_keeps_its_place() -> None:
+    q = queue(capacity=1.0, grace_s=5.0)
+    q.submit(job("b1", "b", work=100.0), now=0.0)
+    q.submit(job("a1", "a", work=1.0), now=0.0)  # a's chain ends at V = 1, at t = 2
+    q.submit(job("a2", "a", work=1.0), now=4.0)
+    assert q.virtual_finish(JobId("a2")) == pytest.approx(2.0)
+    assert q.virtual_time > 2.0
+
+
+def test_the_smallest_virtual_finish_goes_first() -> None:
+    q = queue(capacity=4.0)
+    q.submit(job("heavy", "a", work=400.0), now=0.0)
+    q.submit(job("light", "b", work=4.0), now=1.0)
+    assert q.pop(now=1.0, free=4) == JobId("light")
+    assert q.pop(now=1.0, free=4) == JobId("heavy")
+    assert q.pop(now=1.0, free=4) is None
+
+
+def test_equal_virtual_finishes_break_by_arrival_then_id() -> None:
+    q = queue(capacity=1.0)
+    for name in ("c", "a", "b"):
+        q.submit(job(f"{name}1", name, work=1.0), now=0.0)
+    assert q.waiting() == [JobId("a1"), JobId("b1"), JobId("c1")]
+    assert [q.position(JobId(j)) for j in ("a1", "b1", "c1")] == [0, 1, 2]
+
+
+def test_the_most_urgent_job_that_fits_goes_when_the_head_does_not_fit() -> None:
+    q = queue(capacity=8.0)
+    q.submit(job("wide", "a", work=8.0, demand=8), now=0.0)
+    q.submit(job("narrow", "b", work=80.0, demand=1), now=0.0)
+    assert q.next(now=0.0, free=8) == JobId("wide")
+    assert q.next(now=0.0, free=2) == JobId("narrow")
+
+
+def test_an_admitted_job_leaves_the_waiting_list_but_keeps_its_virtual_finish() -> None:
+    q = queue(capacity=1.0)
+    q.submit(job("a1", "a", work=3.0), now=0.0)
+    before = q.virtual_finish(JobId("a1"))
+    assert q.pop(now=0.0, free=1) == JobId("a1")
+    assert q.position(JobId("a1")) is None
+    assert q.virtual_finish(JobId("a1")) == before
+
+
+def test_extra_work_of_an_underestimated_job_waits_behind_the_users_chain() -> None:
+    q = queue(capacity=1.0)
+    q.submit(job("b1", "b", work=100.0), now=0.0)
+    q.submit(job("a1", "a", work=1.0, tasks=2), now=0.0)
+    q.admit(JobId("a1"), now=0.0)
+    q.advance(now=3.0)  # the fluid model finished a1 at V = 1
+    assert q.virtual_finish(JobId("a1")) == pytest.approx(1.0)
+    q.update_estimate(JobId("a1"), work_s=5.0, now=3.0)
+    assert q.virtual_finish(JobId("a1")) == pytest.approx(q.virtual_time + 4.0)
+
+
+def test_finishing_with_the_actual_size_feeds_the_estimator() -> None:
+    sizes = estimator.Estimator()
+    q = uwfq.UwfqQueue(capacity=1.0, estimator=sizes)
+    q.submit(job("a1", "a", work=10.0), now=0.0)
+    q.pop(now=0.0, free=1)
+    q.finish(JobId("a1"), now=4.0, actual_work_s=4.0)
+    assert sizes.estimate(user="a", name="etl", declared_s=10.0) == 4.0
+
+
+def test_time_going_backwards_is_refused() -> None:
+    q = queue()
+    q.advance(now=5.0)
+    with pytest.raises(ValueError, match="backwards"):
+        q.advance(now=4.0)
+
+
+def test_cfq_shares_by_job_so_a_user_with_more_jobs_gets_more() -> None:
+    q = uwfq.cfq(capacity=2.0)
+    for k in range(3):
+        q.submit(job(f"a{k}", "a", work=100.0), now=0.0)
+    q.submit(job("b0", "b", work=100.0), now=0.0)
+    # Four flows of weight 1: every job spans 100 of virtual time, whoever sent it.
+    assert [q.virtual_finish(JobId(j)) for j in ("a0", "a1", "a2", "b0")] == pytest.approx([100.0] * 4)
+
+
+def _live_and_facts(seed: int) -> tuple[uwfq.UwfqQueue, list[uwfq.JobFact], float]:
+    """A live queue driven by a random admission loop, and the facts an operator would persist."""
+    rng = random.Random(seed)
+    weights = {UserName("a"): 1.0, UserName("b"): 2.0, UserName("c"): 1.0}
+    live = uwfq.UwfqQueue(capacity=4.0, weights=weights)
+    facts: dict[str, uwfq.JobFact] = {}
+    running: list[tuple[float, JobId]] = []
+    now = 0.0
+    for k in range(40):
+        now += rng.choice([0.0, 0.5, 1.0, 2.5])
+        for end, job_id in sorted(running):
+            if end <= now:
+                running.remove((end, job_id))
+                live.finish(job_id, now=now)
+                facts[job_id] = uwfq.JobFact(
+                    job=facts[job_id].job, admitted_s=facts[job_id].admitted_s, finished_s=now
+                )
+        new = job(f"j{k:02d}", rng.choice("abc"), at=now, work=rng.choice([1.0, 4.0, 20.0]))
+        live.submit(new, now=now)
+        facts[new.id] = uwfq.JobFact(job=new)
+        while len(running) < 4 and (picked := live.pop(now=now, free=1)) is not None:
+            facts[picked] = uwfq.JobFact(job=facts[picked].job, admitted_s=now)
+            running.append((now + facts[picked].job.work_s, picked))
+    return live, list(facts.values()), now
+
+
+@pytest.mark.parametrize("seed", [pytest.param(s, id=f"seed-{s}") for s in range(5)])
+def test_a_queue_rebuilt_from_persisted_facts_orders_like_the_live_one(seed: int) -> None:
+    live, facts, now = _live_and_facts(seed)
+    rebuilt = uwfq.rebuild(reversed(facts), capacity=4.0, now=now, weights={UserName("b"): 2.0})
+    assert rebuilt.waiting() == live.waiting()
+    assert rebuilt.virtual_time == pytest.approx(live.virtual_time)
+    for job_id in live.waiting():
+        assert rebuilt.virtual_finish(job_id) == pytest.approx(live.virtual_finish(job_id))
