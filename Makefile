@@ -65,12 +65,13 @@ cluster-down: $(VENV)/.installed  ## stop the local control plane and remove its
 demo: $(VENV)/.installed binaries  ## the main job: local cluster, 100 GPU nodes, fairpack, sample workloads
 	$(PY) -m fairpack_dev.demo
 
-manifests: $(VENV)/.installed binaries  ## regenerate manifests/fairpack.yaml (plain YAML) from charts/fairpack
+manifests: $(VENV)/.installed binaries  ## regenerate manifests/fairpack.yaml and the chart's Grafana dashboard
+	$(PY) -m fairpack_dev.dashboard
 	$(PY) -m fairpack_dev.chart
 
 chart-check: $(VENV)/.installed binaries  ## helm lint --strict, render with default and other values, check the scheduler config
 	$(PY) -m fairpack_dev.chart --check
-	$(VENV)/bin/pytest tests/unit/test_chart.py $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/unit/test_chart.py tests/unit/test_dashboard.py $(PYTEST_ARGS)
 
 docs-diagram:  ## render docs/architecture.svg from docs/architecture.dot (installs Graphviz if missing)
 	command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz)
