@@ -62,7 +62,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.execution.max_workers = 16
 
     llmservice.register(registry, settings.llmservice)
-    sparkjob.register(registry)
+    sparkjob.register(registry, settings.admission)
     tenant.register(registry, interval_s=settings.admission.cycle_interval_s)
     admission.register(registry, settings.admission)
     return registry

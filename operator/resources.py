@@ -81,20 +81,41 @@ def node_is_usable(node: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def parse_selector(text: str) -> dict[str, str]:
+    """``key=value,key=value`` as a dict (the pool setting's format)."""
+    return dict(part.split("=", 1) for part in text.split(",") if part.strip())
+
+
+def matches(labels_: Mapping[str, str] | None, selector: Mapping[str, str]) -> bool:
+    return all((labels_ or {}).get(k) == v for k, v in selector.items())
+
+
+def pool_nodes(nodes: Iterable[Mapping[str, Any]], selector: Mapping[str, str]) -> list[Mapping[str, Any]]:
+    """The Ready, schedulable nodes the selector picks (all of them for an empty selector)."""
+    return [n for n in nodes if node_is_usable(n) and matches(n["metadata"].get("labels"), selector)]
+
+
 def capacity(nodes: Iterable[Mapping[str, Any]]) -> Resources:
-    """Allocatable resources of the Ready, schedulable nodes."""
+    """Allocatable resources of the nodes."""
     total = Resources()
     for node in nodes:
-        if node_is_usable(node):
-            total = total + parse((node.get("status") or {}).get("allocatable"))
+        total = total + parse((node.get("status") or {}).get("allocatable"))
     return total
 
 
-def used(pods: Iterable[Mapping[str, Any]]) -> Resources:
-    """Requests of the pods that hold capacity."""
+def used(
+    pods: Iterable[Mapping[str, Any]], *, nodes: Iterable[Mapping[str, Any]], selector: Mapping[str, str]
+) -> Resources:
+    """Requests of the pods that hold capacity of the pool: bound to one of its ``nodes``, or not yet
+    bound and constrained to it by their nodeSelector. With an empty selector, every such pod."""
+    names = {n["metadata"]["name"] for n in nodes}
     total = Resources()
     for pod in pods:
-        if holds_capacity(pod):
+        if not holds_capacity(pod):
+            continue
+        node = pod.get("spec", {}).get("nodeName")
+        bound_here = node in names if node else matches(pod.get("spec", {}).get("nodeSelector"), selector)
+        if bound_here or not selector:
             total = total + pod_requests(pod)
     return total
 

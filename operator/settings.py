@@ -26,6 +26,9 @@ class AdmissionSettings:
     allocatable resources in thousandths, so 1000 is the whole cluster."""
     default_job_seconds: float = 600.0
     """Run time assumed for a job that declares none and whose user has no finished history."""
+    pool: str = ""
+    """Node label selector (``key=value,...``) of the nodes SparkJobs run on: their allocatable is
+    the queue's capacity and the jobs' pods get it as nodeSelector. Empty: the whole cluster."""
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,9 @@ def pod_requests(part: Mapping[str, Any]) -> dict[str, str]:
     return amounts
 
 
-def _pod(body: Mapping[str, Any], *, name: str, role: str, part: Mapping[str, Any]) -> dict[str, Any]:
+def _pod(
+    body: Mapping[str, Any], *, name: str, role: str, part: Mapping[str, Any], pool: Mapping[str, str]
+) -> dict[str, Any]:
     spec = body["spec"]
     meta = body["metadata"]
     pod_labels = {
@@ -72,6 +74,8 @@ def _pod(body: Mapping[str, Any], *, name: str, role: str, part: Mapping[str, An
     }
     if priority_class := spec.get("priorityClassName"):
         pod_spec["priorityClassName"] = priority_class
+    if pool:
+        pod_spec["nodeSelector"] = dict(pool)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -86,10 +90,12 @@ def _pod(body: Mapping[str, Any], *, name: str, role: str, part: Mapping[str, An
     }
 
 
-def driver_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+def driver_pod(body: Mapping[str, Any], *, pool: Mapping[str, str]) -> dict[str, Any]:
     """The driver: runs the application (spark-submit in client mode, as Spark's entrypoint does)."""
     spec = body["spec"]
-    pod = _pod(body, name=driver_name(body["metadata"]["name"]), role=DRIVER, part=spec.get("driver", {}))
+    pod = _pod(
+        body, name=driver_name(body["metadata"]["name"]), role=DRIVER, part=spec.get("driver", {}), pool=pool
+    )
     args = ["driver", "--deploy-mode", "client"]
     if main_class := spec.get("mainClass"):
         args += ["--class", main_class]
@@ -102,12 +108,12 @@ def driver_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     return pod
 
 
-def executor_pod(body: Mapping[str, Any], index: int) -> dict[str, Any]:
+def executor_pod(body: Mapping[str, Any], index: int, *, pool: Mapping[str, str]) -> dict[str, Any]:
     """Executor ``index`` (1-based, as Spark numbers them)."""
     spec = body["spec"]
     name = body["metadata"]["name"]
     executor = spec.get("executor", {})
-    pod = _pod(body, name=executor_name(name, index), role=EXECUTOR, part=executor)
+    pod = _pod(body, name=executor_name(name, index), role=EXECUTOR, part=executor, pool=pool)
     pod["metadata"]["labels"][SPARK_EXEC_ID] = str(index)
     pod["spec"]["containers"][0]["args"] = ["executor"]
     pod["spec"]["containers"][0]["env"] = [
@@ -122,7 +128,7 @@ def executor_pod(body: Mapping[str, Any], index: int) -> dict[str, Any]:
     return pod
 
 
-def pods(body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The driver and every executor."""
+def pods(body: Mapping[str, Any], *, pool: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The driver and every executor, constrained to the ``pool`` nodes (a node selector)."""
     instances = int(body["spec"].get("executor", {}).get("instances", 2))
-    return [driver_pod(body), *(executor_pod(body, i) for i in range(1, instances + 1))]
+    return [driver_pod(body, pool=pool), *(executor_pod(body, i, pool=pool) for i in range(1, instances + 1))]

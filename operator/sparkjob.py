@@ -6,31 +6,34 @@ job (``admission``), which reads the SparkJobs and their pods from the cluster e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from fairpack.operator import k8s, metrics, spark_pods
+from fairpack.operator import k8s, metrics, resources, spark_pods
+from fairpack.operator.settings import AdmissionSettings
 
 GROUP, VERSION, PLURAL = "fairpack.io", "v1alpha1", "sparkjobs"
 FINISHED = ("Succeeded", "Failed")
 
 
-def ensure_pods(body: kopf.Body) -> int:
+def ensure_pods(body: kopf.Body, *, pool: Mapping[str, str]) -> int:
     """Create the job's missing pods (each gated); returns how many were created. Pods that exist
     are left alone, so this is safe to repeat after a restart in the middle of it."""
-    return sum(1 for pod in spark_pods.pods(body) if k8s.create(pod) is not None)
+    return sum(1 for pod in spark_pods.pods(body, pool=pool) if k8s.create(pod) is not None)
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
+def register(registry: kopf.OperatorRegistry, settings: AdmissionSettings) -> None:
     """Register the SparkJob handlers."""
+    pool = resources.parse_selector(settings.pool)
 
     @kopf.on.create(GROUP, VERSION, PLURAL, id="pods", backoff=5, registry=registry)
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="pods", backoff=5, registry=registry)
     def on_create(body: kopf.Body, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
         if status.get("phase") in FINISHED or status.get("admittedAt"):
             return  # admitted jobs' pods may be gone on purpose (finished executors)
-        created = ensure_pods(body)
+        created = ensure_pods(body, pool=pool)
         metrics.RECONCILES.labels("SparkJob", "ok").inc()
         if created:
             kopf.info(

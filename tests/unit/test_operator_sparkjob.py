@@ -37,7 +37,7 @@ def job(
 
 
 def test_pods_are_a_driver_and_numbered_executors_with_sparks_labels_all_gated() -> None:
-    pods = spark_pods.pods(job())
+    pods = spark_pods.pods(job(), pool={})
     assert [p["metadata"]["name"] for p in pods] == ["pi-driver", "pi-exec-1", "pi-exec-2"]
     assert [p["metadata"]["labels"]["spark-role"] for p in pods] == ["driver", "executor", "executor"]
     assert {p["metadata"]["labels"]["spark-app-selector"] for p in pods} == {spark_pods.app_id(job())}
@@ -53,7 +53,7 @@ def test_driver_runs_the_application_with_its_conf_and_arguments() -> None:
     body = job()
     body["spec"]["sparkConf"] = {"spark.x": "1"}
     body["spec"]["arguments"] = ["100"]
-    args = spark_pods.driver_pod(body)["spec"]["containers"][0]["args"]
+    args = spark_pods.driver_pod(body, pool={})["spec"]["containers"][0]["args"]
     assert args == [
         "driver",
         "--deploy-mode",
@@ -84,10 +84,10 @@ def test_demand_is_the_dominant_share_in_thousandths() -> None:
 
 
 def test_used_capacity_counts_admitted_pods_until_they_end_but_not_gated_ones() -> None:
-    gated, *_ = spark_pods.pods(job())
+    gated, *_ = spark_pods.pods(job(), pool={})
     running = {**gated, "spec": {**gated["spec"], "schedulingGates": []}, "status": {"phase": "Running"}}
     done = {**running, "status": {"phase": "Succeeded"}}
-    assert resources.used([gated, running, done]) == resources.pod_requests(running)
+    assert resources.used([gated, running, done], nodes=[], selector={}) == resources.pod_requests(running)
 
 
 TENANTS = {
@@ -156,3 +156,26 @@ def test_decide_skips_a_tenant_over_its_quota_without_blocking_others() -> None:
     queue, _ = admission.rebuild(snap, admission.AdmissionSettings())
     chosen = admission.decide(snap, queue, resources.Resources(cpu=100, memory=1e12))
     assert [j.name for j in chosen] == ["a1"]
+
+
+def test_with_a_pool_only_pods_on_or_headed_for_its_nodes_use_its_capacity() -> None:
+    def pod(node: str | None, selector: dict[str, str] | None = None) -> dict[str, Any]:
+        spec: dict[str, Any] = {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}
+        if node:
+            spec["nodeName"] = node
+        if selector:
+            spec["nodeSelector"] = selector
+        return {
+            "metadata": {"name": "p"},
+            "spec": spec,
+            "status": {"phase": "Running" if node else "Pending"},
+        }
+
+    pool = {"pool": "batch"}
+    here = {**node("8"), "metadata": {"name": "a", "labels": pool}}
+    elsewhere = {**node("8"), "metadata": {"name": "b", "labels": {}}}
+    nodes = resources.pool_nodes([here, elsewhere], pool)
+    assert [n["metadata"]["name"] for n in nodes] == ["a"]
+    pods = [pod("a"), pod("b"), pod(None, pool), pod(None)]
+    assert resources.used(pods, nodes=nodes, selector=pool).cpu == 2
+    assert resources.used(pods, nodes=nodes, selector={}).cpu == 4
