@@ -62,6 +62,9 @@ class _Cluster:
         self.taken: list[list[set[int]]] = [[set(g.blocked) for g in n.mig_gpus] for n in instance.nodes]
         self.residents: list[set[int]] = [set() for _ in instance.nodes]
         self._masks: dict[int, npt.NDArray[np.bool_]] = {}
+        self._evictable: dict[int, IntMatrix] = {}
+        self.version = 0
+        """Changes with every bind and unbind: a pod that failed at one version fails again."""
         for i, node in enumerate(start.nodes):
             if node is not None:
                 self.bind(i, node, start.mig_slots[i])
@@ -76,6 +79,9 @@ class _Cluster:
         self.used[node] += pod.requests
         self.nonzero[node] += self.nonzero_requests(pod)
         self.residents[node].add(i)
+        self.version += 1
+        if pod.evictable:
+            self.evictable_use(pod.priority)[node] += pod.requests
         if slot is not None and pod.mig_profile is not None:
             gpu = self.instance.nodes[node].mig_gpus[slot[0]]
             self.taken[node][slot[0]].update(inst.slots_of(gpu, pod.mig_profile, slot[1]))
@@ -86,10 +92,27 @@ class _Cluster:
         self.used[node] -= pod.requests
         self.nonzero[node] -= self.nonzero_requests(pod)
         self.residents[node].discard(i)
+        self.version += 1
+        if pod.evictable:
+            self.evictable_use(pod.priority)[node] -= pod.requests
         if slot is not None and pod.mig_profile is not None:
             gpu = self.instance.nodes[node].mig_gpus[slot[0]]
             self.taken[node][slot[0]].difference_update(inst.slots_of(gpu, pod.mig_profile, slot[1]))
         self.nodes[i], self.slots[i] = None, None
+
+    def evictable_use(self, priority: int) -> IntMatrix:
+        """Per node, what evictable pods of ``priority`` request: what preemption could free."""
+        if priority not in self._evictable:
+            self._evictable[priority] = np.zeros_like(self.allocatable)
+        return self._evictable[priority]
+
+    def preemptable(self, pod: inst.PackPod) -> npt.NDArray[np.int64]:
+        """Nodes where evicting every lower-priority evictable pod would make room for ``pod``."""
+        freed = sum(
+            (u for p, u in self._evictable.items() if p < pod.priority), np.zeros_like(self.allocatable)
+        )
+        room = np.all(self.used - freed + pod.requests <= self.allocatable, axis=1)
+        return np.flatnonzero(self.eligible(pod) & room)
 
     def eligible(self, pod: inst.PackPod) -> npt.NDArray[np.bool_]:
         # Pods built by one adapter share their eligibility sets, so this caches per set.
@@ -136,20 +159,24 @@ def schedule(
     queue = [(-p.priority, p.order, i) for i, p in enumerate(instance.pods) if cluster.nodes[i] is None]
     heapq.heapify(queue)
     tried: set[int] = set()
+    failed: dict[tuple[object, ...], int] = {}
     while queue:
         _, _, i = heapq.heappop(queue)
         pod = instance.pods[i]
         if pod.node is not None and i in tried and not pod.movable:
             continue  # a preempted pod without a controller is gone
         tried.add(i)
+        shape = (pod.priority, pod.requests, pod.mig_profile, id(pod.eligible))
+        if failed.get(shape) == cluster.version:
+            continue  # an identical pod just failed and nothing changed since
         if _place(cluster, i, rng):
             continue
-        if settings.preemption:
-            for victim in _preempt(cluster, i, settings.max_evictions):
-                if instance.pods[victim].movable:
-                    heapq.heappush(
-                        queue, (-instance.pods[victim].priority, instance.pods[victim].order, victim)
-                    )
+        victims = _preempt(cluster, i, settings.max_evictions) if settings.preemption else []
+        for v in victims:
+            if instance.pods[v].movable:
+                heapq.heappush(queue, (-instance.pods[v].priority, instance.pods[v].order, v))
+        if not victims:
+            failed[shape] = cluster.version
     return inst.Assignment.of(cluster.nodes, cluster.slots)
 
 
@@ -180,7 +207,7 @@ def _preempt(cluster: _Cluster, i: int, max_evictions: int | None) -> list[int]:
     instance, pod = cluster.instance, cluster.instance.pods[i]
     unplaced = sum(1 for j, p in enumerate(instance.pods) if p.node is not None and cluster.nodes[j] is None)
     best: tuple[tuple[int, int, int, int], list[int], inst.MigSlot | None] | None = None
-    for n in np.flatnonzero(cluster.eligible(pod)):
+    for n in cluster.preemptable(pod):
         node = int(n)
         found = _victims(cluster, pod, node)
         if found is None:

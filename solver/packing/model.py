@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 from ortools.sat.python import cp_model
 
 from fairpack.solver.packing import constraints
@@ -65,6 +66,9 @@ class PackingModel:
             [a - b for a, b in zip(node.allocatable, base, strict=True)]
             for node, base in zip(instance.nodes, self.base, strict=True)
         ]
+        self._free_matrix = np.array(self._free, dtype=np.int64).reshape(
+            len(instance.nodes), len(instance.resources)
+        )
         self.classes = _classes(instance, self.fixed)
         self.y: dict[tuple[int, int], cp_model.IntVar] = {}
         self.ub: dict[tuple[int, int], int] = {}
@@ -87,18 +91,22 @@ class PackingModel:
         """Capacity of node ``n`` left after the fixed pods."""
         return self._free[n]
 
-    def upper_bound(self, c: int, n: int) -> int:
-        """The most pods of class ``c`` node ``n`` could take alone (0: never a candidate)."""
+    def upper_bounds(self, c: int, nodes: list[int]) -> list[int]:
+        """The most pods of class ``c`` each of ``nodes`` could take alone (0: never a candidate)."""
         cls = self.classes[c]
-        bound = len(cls.members)
-        for need, have in zip(cls.requests, self.free(n), strict=True):
+        bounds = np.full(len(nodes), len(cls.members), dtype=np.int64)
+        free = np.maximum(self._free_matrix[nodes], 0)
+        for r, need in enumerate(cls.requests):
             if need > 0:
-                bound = min(bound, max(have, 0) // need)
+                bounds = np.minimum(bounds, free[:, r] // need)
+        found: list[int] = bounds.tolist()
         if cls.mig_profile is not None:
-            bound = min(bound, len(self.mig_starts(n, cls.mig_profile)))
+            found = [
+                min(b, len(self.mig_starts(n, cls.mig_profile))) for b, n in zip(found, nodes, strict=True)
+            ]
         if not cls.movable:
-            bound = min(bound, len(cls.running.get(n, ())))
-        return bound
+            found = [min(b, len(cls.running.get(n, ()))) for b, n in zip(found, nodes, strict=True)]
+        return found
 
     def mig_starts(self, n: int, profile: str) -> list[tuple[int, int]]:
         """(GPU position, start) of every instance of ``profile`` that avoids blocked slots on node ``n``."""
@@ -112,8 +120,8 @@ class PackingModel:
     def candidates(self, c: int) -> dict[int, int]:
         """Nodes class ``c`` may use in this model, with the most pods of it each could take."""
         first = self.instance.pods[self.classes[c].members[0]]
-        bounds = {n: self.upper_bound(c, n) for n in sorted(first.eligible & self.nodes)}
-        return {n: b for n, b in bounds.items() if b > 0}
+        nodes = sorted(first.eligible & self.nodes)
+        return {n: b for n, b in zip(nodes, self.upper_bounds(c, nodes), strict=True) if b > 0}
 
     def _add_variables(self) -> None:
         for c, cls in enumerate(self.classes):
@@ -195,7 +203,6 @@ class PackingModel:
     def hint(self, assignment: inst.Assignment) -> None:
         """Replace the hint with a complete one: every variable's value in ``assignment``."""
         assignment = self._canonical(assignment)
-        self.cp.clear_hints()  # type: ignore[no-untyped-call]
         values = dict.fromkeys(self.variables(), 0)
         where = assignment.nodes
         for c, cls in enumerate(self.classes):
@@ -216,8 +223,7 @@ class PackingModel:
                     values[own] = 1
             if c in self.evicted:
                 values[self.evicted[c]] = max(0, cls.running_count - placed)
-        for var, value in values.items():
-            self.cp.add_hint(var, value)
+        set_hint(self.cp, values)
 
     def _canonical(self, assignment: inst.Assignment) -> inst.Assignment:
         """``assignment`` with interchangeable nodes relabelled so that it meets the symmetry rule."""
@@ -286,6 +292,14 @@ class PackingModel:
                 free_instances[(n, profile)].remove(slot)
                 stayers.append(i)
         return stayers
+
+
+def set_hint(model: cp_model.CpModel, values: Mapping[cp_model.IntVar, int]) -> None:
+    """Replace ``model``'s hint with ``values``, writing the proto directly (add_hint is slow)."""
+    model.clear_hints()  # type: ignore[no-untyped-call]
+    hint = model.proto.solution_hint
+    hint.vars.extend([v.index for v in values])
+    hint.values.extend(list(values.values()))
 
 
 def _fixed_load(

@@ -27,9 +27,12 @@ from ortools.sat.python import cp_model
 from fairpack.solver.packing import greedy, objectives, validate
 from fairpack.solver.packing import instance as inst
 from fairpack.solver.packing import plan as plans
-from fairpack.solver.packing.model import PackingModel, Place
+from fairpack.solver.packing.model import PackingModel, Place, set_hint
 
 logger = logging.getLogger(__name__)
+
+WRAP_UP_SHARE = 0.08
+"""Share of the window kept for the work after the last stage (decode, validate, build the plan)."""
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage name, stage number from 1, stage count)`` when a stage starts."""
@@ -47,7 +50,7 @@ class Settings:
     """CP-SAT search workers. Fixed, so that runs on the 2-core CI machine are comparable."""
     random_seed: int = 0
     """CP-SAT's seed, for reproducible runs."""
-    pairs_per_second: int = 20_000
+    pairs_per_second: int = 8_000
     """Model size (class x candidate node variables) per second of window before the instance is
     cut down to a neighbourhood: about what CP-SAT presolves and searches usefully on one core."""
     presolve: bool = False
@@ -65,7 +68,8 @@ def solve(
 ) -> plans.Plan:
     """The best plan found for ``instance`` within ``settings.window_s``; never worse than greedy."""
     started = time.monotonic()
-    deadline = started + settings.window_s
+    # The stages stop short of the window: decoding, validating and naming the plan follow them.
+    deadline = started + settings.window_s * (1 - WRAP_UP_SHARE)
     hint = greedy.schedule(instance, settings=_greedy_settings(settings))
     fixed, nodes = _neighbourhood(instance, hint, budget=int(settings.pairs_per_second * settings.window_s))
     model = PackingModel(instance, fixed=fixed, nodes=nodes, max_evictions=settings.max_evictions)
@@ -177,9 +181,8 @@ def _run(
     )
     proven = status == cp_model.OPTIMAL or watch.settled(solver.objective_value, solver.best_objective_bound)
     solution = model.decode(solver.value)
-    model.cp.clear_hints()  # type: ignore[no-untyped-call]
-    for var in model.variables():
-        model.cp.add_hint(var, solver.value(var))
+    variables = model.variables()
+    set_hint(model.cp, dict(zip(variables, solver.values(variables).tolist(), strict=True)))
     return plans.Stage(
         goal.name, "OPTIMAL" if proven else "FEASIBLE", value, bound, solver.wall_time
     ), solution
