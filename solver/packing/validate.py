@@ -52,8 +52,9 @@ def _pod_rules(instance: inst.Instance, assignment: inst.Assignment) -> list[str
             )
         if pod.node is not None and node != pod.node and not pod.movable:
             found.append(f"{pod.key} may not move from {instance.nodes[pod.node].name}")
-        if pod.node == node and pod.mig_slot is not None and slot != pod.mig_slot:
-            found.append(f"{pod.key} stays on its node but changes MIG instance")
+        if pod.node == node and pod.mig_slot is not None and slot != pod.mig_slot and not pod.movable:
+            # Another instance on the same node means recreating the pod: a move.
+            found.append(f"{pod.key} may not move to another MIG instance")
         if (pod.mig_profile is None) != (slot is None):
             found.append(f"{pod.key} has a MIG instance if and only if it needs one: {slot}")
     return found
