@@ -77,9 +77,9 @@ class JobQueue:
         self._jobs.pop(job_id, None)
         self._heap.remove(job_id)
 
-    def running_units(self) -> int:
-        """Units this queue's jobs occupy now."""
-        return sum(s.running * s.job.demand for s in self._jobs.values())
+    def waiting_jobs(self) -> int:
+        """Jobs with tasks not admitted yet."""
+        return len(self._heap)
 
     def _rekey(self, job_id: JobId) -> None:
         state = self._jobs[job_id]
@@ -98,6 +98,8 @@ class UserQueue:
         self._users: dict[UserName, JobQueue] = {}
         self._running: dict[UserName, int] = {}
         self._owner: dict[JobId, QueuedJob] = {}
+        self._order: policy.LazyHeap[UserName] = policy.LazyHeap()
+        """Users with waiting jobs by (running units / weight, name)."""
 
     def submit(self, job: QueuedJob, *, now: float) -> None:
         if job.user not in self._users:
@@ -105,37 +107,41 @@ class UserQueue:
             self._running[job.user] = 0
         self._users[job.user].submit(job, now=now)
         self._owner[job.id] = job
+        self._rekey(job.user)
 
     def next(self, *, now: float, free: int) -> JobId | None:
-        found = self._choose(now=now, free=free)
-        return found[1] if found else None
+        user = self._choose(now=now, free=free)
+        return None if user is None else self._users[user].next(now=now, free=free)
 
     def pop(self, *, now: float, free: int) -> JobId | None:
-        found = self._choose(now=now, free=free)
-        if found is None:
+        user = self._choose(now=now, free=free)
+        if user is None:
             return None
-        user, _ = found
         job_id = self._users[user].pop(now=now, free=free)
         assert job_id is not None
         self._running[user] += self._owner[job_id].demand
+        self._rekey(user)
         return job_id
 
     def task_done(self, job_id: JobId, *, now: float) -> None:
         job = self._owner[job_id]
         self._running[job.user] -= job.demand
         self._users[job.user].task_done(job_id, now=now)
+        self._rekey(job.user)
 
     def finish(self, job_id: JobId, *, now: float) -> None:
         job = self._owner.pop(job_id)
         self._users[job.user].finish(job_id, now=now)
+        self._rekey(job.user)
 
-    def _choose(self, *, now: float, free: int) -> tuple[UserName, JobId] | None:
-        # Users are few (tens): a scan in (share, name) order is cheaper than keeping a heap fresh.
-        for user in sorted(self._users, key=lambda u: (self._running[u] / self._weights.get(u, 1.0), u)):
-            job_id = self._users[user].next(now=now, free=free)
-            if job_id is not None:
-                return user, job_id
-        return None
+    def _choose(self, *, now: float, free: int) -> UserName | None:
+        return self._order.first(lambda user: self._users[user].next(now=now, free=free) is not None)
+
+    def _rekey(self, user: UserName) -> None:
+        if self._users[user].waiting_jobs():
+            self._order.push(user, (self._running[user] / self._weights.get(user, 1.0), user))
+        else:
+            self._order.remove(user)
 
 
 def fifo() -> JobQueue:

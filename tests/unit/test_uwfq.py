@@ -32,6 +32,11 @@ def queue(capacity: float = 1.0, grace_s: float = 0.0, **weights: float) -> uwfq
     )
 
 
+def test_promised_defaults() -> None:
+    assert uwfq.UwfqSettings().grace_s == 0.0
+    assert uwfq.UwfqSettings().default_weight == 1.0
+
+
 def test_virtual_time_runs_at_capacity_over_the_active_users_weights() -> None:
     q = queue(capacity=10.0, a=1.0, b=4.0)
     q.submit(job("a1", "a", work=1000.0), now=0.0)
