@@ -42,7 +42,7 @@ non-preemptible task already running when j becomes the most urgent); the second
 laying a user's jobs end to end, which finishes them earlier than processor sharing would and
 so can reorder them against other users' jobs. This is a measured bound, not a proof:
 ``tests/unit/test_fairness_properties.py`` checks it on random workloads in the discrete-event
-simulator (the worst seen in 1 900 random workloads was 1.85 tau_max). A grace period lets a
+simulator (the worst seen in 1 500 random workloads was 1.81 tau_max). A grace period lets a
 returning user keep its old place, which is credit the fluid model does not give, so the bound
 then grows by what the grace period lends (5.7 tau_max was seen with a 5 s grace).
 Estimation errors move D; the bound then holds against the fluid model run with the estimates.
