@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Generic, NewType, Protocol, TypeVar
 
@@ -83,6 +83,10 @@ class LazyHeap(Generic[K]):
 
     def __contains__(self, item: K) -> bool:
         return item in self._live
+
+    def __iter__(self) -> Iterator[K]:
+        """Live items, in no particular order (a snapshot: safe to modify the heap meanwhile)."""
+        return iter(list(self._live))
 
     def push(self, item: K, key: tuple[object, ...]) -> None:
         """Insert ``item`` or give it a new key."""

@@ -178,14 +178,15 @@ class UwfqQueue:
         """The waiting job with the smallest virtual finish among those whose demand fits."""
         self.advance(now=now)
         top = self._candidates.first(lambda _: True)
-        if top is not None:
-            job_id = self._user_first(self._users[top], lambda _: True)
-            if job_id is not None and self._jobs[job_id].job.demand <= free:
-                return job_id
+        if top is None:
+            return None  # nothing waits
+        job_id = self._user_first(self._users[top], lambda _: True)
+        if job_id is not None and self._jobs[job_id].job.demand <= free:
+            return job_id
         # The most urgent job does not fit: the most urgent of those that do (work conservation).
         best: tuple[tuple[float, int, float, str], JobId] | None = None
-        for user in self._users.values():
-            job_id = self._user_first(user, lambda j: self._jobs[j].job.demand <= free)
+        for name in self._candidates:
+            job_id = self._user_first(self._users[name], lambda j: self._jobs[j].job.demand <= free)
             if job_id is not None:
                 key = self._order_key(job_id)
                 if best is None or key < best[0]:
@@ -387,11 +388,13 @@ class UwfqQueue:
             self._heads.push(user.name, (self._head_finish(user), user.name))
             if user.name not in self._active:
                 self._active[user.name] = user
-                self._active_weight = sum(u.weight for u in self._active.values())
+                self._active_weight += user.weight
         else:
             self._heads.remove(user.name)
             if self._active.pop(user.name, None) is not None:
-                self._active_weight = sum(u.weight for u in self._active.values())
+                # Kept by increments (CFQ has a flow per job); reset when empty so that rounding
+                # cannot accumulate across busy periods.
+                self._active_weight = self._active_weight - user.weight if self._active else 0.0
 
     # --- ordering -----------------------------------------------------------------------------
 
