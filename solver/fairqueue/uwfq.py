@@ -251,6 +251,28 @@ class UwfqQueue:
             self._charge(entry, delta)
         self._refresh(user)
 
+    def set_weight(self, user: UserName, weight: float, *, now: float) -> None:
+        """Change a user's weight (the tenant configuration changed): the service the user already
+        had is kept, the work left in its chain is laid out again at the new weight."""
+        if weight <= 0:
+            raise ValueError(f"weight must be positive, got {weight}")
+        self.advance(now=now)
+        self._weights[user] = weight
+        found = self._users.get(user)
+        if found is None:
+            return
+        self._sync_clock(found)
+        if user in self._active:
+            self._active_weight += weight - found.weight
+            # The chain's first job is partly served: keep that service, lay the rest at the new
+            # weight (S moves so that S + R / w_new = V + (R - served) / w_new).
+            served = max(0.0, self.virtual_time - found.start) * found.weight
+            found.start = self.virtual_time - served / weight
+        found.weight = weight
+        self._chain_changed(found)
+        self._dirty = True
+        self._refresh(found)
+
     def virtual_finish(self, job_id: JobId) -> float:
         """The job's virtual finish D: what the operator writes as fairpack.io/virtual-finish."""
         entry = self._jobs[job_id]

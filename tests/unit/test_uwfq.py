@@ -138,6 +138,17 @@ def test_finishing_with_the_actual_size_feeds_the_estimator() -> None:
     assert sizes.estimate(user="a", name="etl", declared_s=10.0) == 4.0
 
 
+def test_a_new_weight_applies_to_the_work_a_user_has_left() -> None:
+    q = queue(capacity=2.0)
+    q.submit(job("a1", "a", work=100.0), now=0.0)
+    q.submit(job("b1", "b", work=100.0), now=0.0)
+    q.advance(now=10.0)  # V = 10: both users got 10 units of work
+    q.set_weight(UserName("a"), 4.0, now=10.0)
+    assert q.virtual_finish(JobId("a1")) == pytest.approx(10.0 + 90.0 / 4.0)
+    q.advance(now=11.0)
+    assert q.virtual_time == pytest.approx(10.0 + 2.0 / 5.0)
+
+
 def test_time_going_backwards_is_refused() -> None:
     q = queue()
     q.advance(now=5.0)
