@@ -457,6 +457,9 @@ def cfq(*, capacity: float, settings: UwfqSettings | None = None) -> UwfqQueue:
     )
 
 
+_SUBMIT, _ADMIT, _FINISH = 0, 1, 2
+
+
 def rebuild(
     facts: Iterable[JobFact],
     *,
@@ -468,23 +471,24 @@ def rebuild(
 ) -> UwfqQueue:
     """The queue as it stands at ``now``, replayed from persisted facts.
 
-    Events are replayed in time order; at equal times finishes go first, then submissions, then
-    admissions, then by job id, so the same facts always give the same queue, and the queue a
-    live operator built when it made its calls in that order. Jobs finished more than the fluid
-    model needs are harmless: they are charged and retire as V passes them.
+    Events are replayed in time order; at equal times submissions go first, then admissions, then
+    finishes (so a job submitted, admitted and finished within one instant still replays), then
+    by job id. The same facts always give the same queue, and the queue a live operator built
+    when it made its calls in that order (the order of calls within one instant only matters
+    when a finish corrects an estimate).
     """
     queue = UwfqQueue(capacity=capacity, weights=weights, settings=settings, estimator=estimator)
     events: list[tuple[float, int, str, JobFact]] = []
     for fact in facts:
-        events.append((fact.job.arrival_s, 1, fact.job.id, fact))
+        events.append((fact.job.arrival_s, _SUBMIT, fact.job.id, fact))
         if fact.admitted_s is not None:
-            events.append((fact.admitted_s, 2, fact.job.id, fact))
+            events.append((max(fact.admitted_s, fact.job.arrival_s), _ADMIT, fact.job.id, fact))
         if fact.finished_s is not None:
-            events.append((fact.finished_s, 0, fact.job.id, fact))
+            events.append((max(fact.finished_s, fact.job.arrival_s), _FINISH, fact.job.id, fact))
     for time, kind, _, fact in sorted(events, key=lambda e: (e[0], e[1], e[2])):
-        if kind == 1:
+        if kind == _SUBMIT:
             queue.submit(fact.job, now=time)
-        elif kind == 2:
+        elif kind == _ADMIT:
             for _ in range(fact.job.tasks):
                 queue.admit(fact.job.id, now=time)
         else:

@@ -165,6 +165,15 @@ def test_cfq_shares_by_job_so_a_user_with_more_jobs_gets_more() -> None:
     assert [q.virtual_finish(JobId(j)) for j in ("a0", "a1", "a2", "b0")] == pytest.approx([100.0] * 4)
 
 
+def test_a_job_submitted_admitted_and_finished_in_one_instant_replays() -> None:
+    fact = uwfq.JobFact(
+        job=job("a1", "a", at=5.0, work=2.0), admitted_s=5.0, finished_s=5.0, actual_work_s=0.0
+    )
+    rebuilt = uwfq.rebuild([fact], capacity=1.0, now=6.0)
+    assert rebuilt.waiting() == []
+    assert not rebuilt.is_active(UserName("a"))
+
+
 def _live_and_facts(seed: int) -> tuple[uwfq.UwfqQueue, list[uwfq.JobFact], float]:
     """A live queue driven by a random admission loop, and the facts an operator would persist."""
     rng = random.Random(seed)
