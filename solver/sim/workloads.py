@@ -154,7 +154,11 @@ def _poisson(rng: random.Random, *, start_s: float, per_minute: float, count: in
 
 
 def two_large_two_small(seed: int = 0) -> Workload:
-    """2 users run 4 large jobs one after another; 2 users send 6 small jobs each (Poisson, 16/min)."""
+    """2 users run 4 large jobs one after another; 2 users send 6 small jobs each (Poisson, 16/min).
+
+    The paper submits a large user's next job when the previous one ends; a workload file has
+    arrival times only, so here they come every 25 s, about what one takes under contention.
+    """
     rng = random.Random(seed)
     jobs = [_job(f"large{u}", "large", k, 0.1 * u + 25.0 * k, LARGE_TASK_S) for u in (1, 2) for k in range(4)]
     for u in (1, 2):
@@ -179,7 +183,7 @@ def power_users(seed: int = 0) -> Workload:
 
 
 def four_large(seed: int = 0) -> Workload:
-    """4 users each run 4 large jobs one after another (roughly every 25 s)."""
+    """4 users each run 4 large jobs one after another (every 25 s plus up to 2 s of jitter)."""
     rng = random.Random(seed)
     jobs = [
         _job(f"large{u}", "large", k, 0.1 * u + 25.0 * k + rng.uniform(0.0, 2.0), LARGE_TASK_S)
