@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     windows = [float(w) for w in args.windows.split(",")]
-    console = Console()
+    console = Console(width=160)
     runs = []
     started = time.monotonic()
     for cell in grid:

@@ -65,9 +65,32 @@ class _Cluster:
         self._evictable: dict[int, IntMatrix] = {}
         self.version = 0
         """Changes with every bind and unbind: a pod that failed at one version fails again."""
-        for i, node in enumerate(start.nodes):
-            if node is not None:
-                self.bind(i, node, start.mig_slots[i])
+        self._load(start)
+        self.unplaced_running = sum(
+            1 for p, n in zip(instance.pods, start.nodes, strict=True) if p.node is not None and n is None
+        )
+        """Running pods currently without a node: the evictions so far."""
+
+    def _load(self, start: inst.Assignment) -> None:
+        """Bind every pod of ``start`` at once (what ``bind`` does one by one)."""
+        placed = [i for i, n in enumerate(start.nodes) if n is not None]
+        where = np.array([start.nodes[i] for i in placed], dtype=np.int64)
+        requests = np.array([self.instance.pods[i].requests for i in placed], dtype=np.int64)
+        requests = requests.reshape(len(placed), len(self.instance.resources))
+        np.add.at(self.used, where, requests)
+        scored = requests[:, self.scored]
+        np.add.at(self.nonzero, where, np.where(scored == 0, np.array(self.defaults, dtype=np.int64), scored))
+        priorities = np.array([self.instance.pods[i].priority for i in placed], dtype=np.int64)
+        evictable = np.array([self.instance.pods[i].evictable for i in placed], dtype=np.bool_)
+        for priority in np.unique(priorities[evictable]).tolist():
+            chosen = evictable & (priorities == priority)
+            np.add.at(self.evictable_use(priority), where[chosen], requests[chosen])
+        for k, i in enumerate(placed):
+            pod, node, slot = self.instance.pods[i], int(where[k]), start.mig_slots[i]
+            self.residents[node].add(i)
+            if slot is not None and pod.mig_profile is not None:
+                gpu = self.instance.nodes[node].mig_gpus[slot[0]]
+                self.taken[node][slot[0]].update(inst.slots_of(gpu, pod.mig_profile, slot[1]))
 
     def nonzero_requests(self, pod: inst.PackPod) -> npt.NDArray[np.int64]:
         values = [pod.requests[r] or d for r, d in zip(self.scored.tolist(), self.defaults, strict=True)]
@@ -80,6 +103,7 @@ class _Cluster:
         self.nonzero[node] += self.nonzero_requests(pod)
         self.residents[node].add(i)
         self.version += 1
+        self.unplaced_running -= pod.node is not None
         if pod.evictable:
             self.evictable_use(pod.priority)[node] += pod.requests
         if slot is not None and pod.mig_profile is not None:
@@ -93,6 +117,7 @@ class _Cluster:
         self.nonzero[node] -= self.nonzero_requests(pod)
         self.residents[node].discard(i)
         self.version += 1
+        self.unplaced_running += pod.node is not None
         if pod.evictable:
             self.evictable_use(pod.priority)[node] -= pod.requests
         if slot is not None and pod.mig_profile is not None:
@@ -205,7 +230,7 @@ def _place(cluster: _Cluster, i: int, rng: random.Random | None) -> bool:
 def _preempt(cluster: _Cluster, i: int, max_evictions: int | None) -> list[int]:
     """Evict the cheapest set of lower-priority pods that lets pod ``i`` in; return the victims."""
     instance, pod = cluster.instance, cluster.instance.pods[i]
-    unplaced = sum(1 for j, p in enumerate(instance.pods) if p.node is not None and cluster.nodes[j] is None)
+    unplaced = cluster.unplaced_running
     best: tuple[tuple[int, int, int, int], list[int], inst.MigSlot | None] | None = None
     for n in cluster.preemptable(pod):
         node = int(n)
