@@ -206,8 +206,8 @@ class UwfqQueue:
         self._jobs[job_id].running -= 1
 
     def finish(self, job_id: JobId, *, now: float, actual_work_s: float | None = None) -> None:
-        """The job is over. With ``actual_work_s``, its user is charged what it really used and the
-        estimator (if any) learns it."""
+        """The job is over (done, failed or cancelled, admitted or not). With ``actual_work_s``, its
+        user is charged what it really used and the estimator (if any) learns it."""
         self.advance(now=now)
         entry = self._jobs[job_id]
         entry.finished = True
@@ -217,9 +217,11 @@ class UwfqQueue:
             if self._estimator is not None:
                 self._estimator.observe(user=entry.job.user, name=entry.job.name, actual_s=actual_work_s)
             self.update_estimate(job_id, work_s=actual_work_s, now=now)
+        user = self._users[self._flow_of(entry.job)]
+        user.frozen.remove(job_id)  # a job can end before all its admissions (cancelled, failed)
         if not entry.in_chain:
             del self._jobs[job_id]
-        self._refresh(self._users[self._flow_of(entry.job)])
+        self._refresh(user)
 
     # --- operator-facing extras -----------------------------------------------------------------
 
@@ -246,7 +248,7 @@ class UwfqQueue:
         if entry.in_chain:
             self._unchain(user, entry)
             entry.tag += delta
-            self._chain(user, entry, entry.charge + delta)
+            self._chain(user, entry, max(entry.charge + delta, 0.0))
         elif delta > 0:
             self._charge(entry, delta)
         self._refresh(user)

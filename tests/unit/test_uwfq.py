@@ -129,6 +129,20 @@ def test_extra_work_of_an_underestimated_job_waits_behind_the_users_chain() -> N
     assert q.virtual_finish(JobId("a1")) == pytest.approx(q.virtual_time + 4.0)
 
 
+@pytest.mark.parametrize(
+    "advance_to", [pytest.param(0.5, id="still-in-chain"), pytest.param(50.0, id="frozen")]
+)
+def test_a_job_cancelled_while_waiting_leaves_the_queue(advance_to: float) -> None:
+    q = queue(capacity=1.0)
+    q.submit(job("b1", "b", work=100.0), now=0.0)
+    q.submit(job("a1", "a", work=1.0), now=0.0)
+    q.advance(now=advance_to)
+    q.finish(JobId("a1"), now=advance_to)
+    assert q.waiting() == [JobId("b1")]
+    assert q.pop(now=advance_to, free=1) == JobId("b1")
+    assert q.pop(now=advance_to, free=1) is None
+
+
 def test_finishing_with_the_actual_size_feeds_the_estimator() -> None:
     sizes = estimator.Estimator()
     q = uwfq.UwfqQueue(capacity=1.0, estimator=sizes)
