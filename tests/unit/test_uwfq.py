@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fairpack.solver.fairqueue import estimator, uwfq
 from fairpack.solver.fairqueue.policy import JobId, QueuedJob, UserName
@@ -222,3 +224,46 @@ def test_a_queue_rebuilt_from_persisted_facts_orders_like_the_live_one(seed: int
     assert rebuilt.virtual_time == pytest.approx(live.virtual_time)
     for job_id in live.waiting():
         assert rebuilt.virtual_finish(job_id) == pytest.approx(live.virtual_finish(job_id))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["submit", "pop", "finish", "cancel", "estimate", "weight", "wait"]),
+            st.sampled_from("abc"),
+            st.sampled_from([0.5, 2.0, 8.0]),
+        ),
+        max_size=60,
+    )
+)
+def test_any_sequence_of_calls_keeps_the_queue_consistent(ops: list[tuple[str, str, float]]) -> None:
+    q = queue(capacity=2.0, grace_s=1.0, b=2.0)
+    now, last_v, submitted, admitted = 0.0, 0.0, [], []
+    for k, (op, user, size) in enumerate(ops):
+        if op == "submit":
+            q.submit(job(f"j{k:02d}", user, at=now, work=size, tasks=2), now=now)
+            submitted.append(JobId(f"j{k:02d}"))
+        elif op == "pop" and (picked := q.pop(now=now, free=1)) is not None:
+            admitted.append(picked)
+        elif op == "finish" and admitted:
+            done = admitted.pop(0)
+            q.finish(done, now=now, actual_work_s=size)
+            submitted = [j for j in submitted if j != done]
+            admitted = [j for j in admitted if j != done]
+        elif op == "cancel" and submitted:
+            gone = submitted.pop()
+            q.finish(gone, now=now)
+            admitted = [j for j in admitted if j != gone]
+        elif op == "estimate" and submitted:
+            q.update_estimate(submitted[0], work_s=size * 3, now=now)
+        elif op == "weight":
+            q.set_weight(UserName(user), size, now=now)
+        elif op == "wait":
+            now += size
+            q.advance(now=now)
+        assert q.virtual_time >= last_v
+        last_v = q.virtual_time
+        finishes = [q.virtual_finish(j) for j in q.waiting()]
+        assert finishes == sorted(finishes)
+        assert set(q.waiting()) <= set(submitted)
