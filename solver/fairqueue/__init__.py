@@ -2,6 +2,7 @@
 
 Purely computational: time is always passed in, nothing here reads a clock or does I/O.
 ``policy`` holds the job record and the tiny ordering interface every policy implements
-(``uwfq`` and the ``baselines``), so an admission loop never branches on the active policy;
+(``uwfq`` and the ``baselines``, built by name in ``policies``), so an admission loop never
+branches on the active policy;
 ``estimator`` guesses job sizes and ``partitioning`` recommends how finely to cut them.
 """
