@@ -75,8 +75,7 @@ class _Cluster:
         """Bind every pod of ``start`` at once (what ``bind`` does one by one)."""
         placed = [i for i, n in enumerate(start.nodes) if n is not None]
         where = np.array([start.nodes[i] for i in placed], dtype=np.int64)
-        requests = np.array([self.instance.pods[i].requests for i in placed], dtype=np.int64)
-        requests = requests.reshape(len(placed), len(self.instance.resources))
+        requests = self.instance.requests[np.array(placed, dtype=np.int64)]
         np.add.at(self.used, where, requests)
         scored = requests[:, self.scored]
         np.add.at(self.nonzero, where, np.where(scored == 0, np.array(self.defaults, dtype=np.int64), scored))
@@ -133,9 +132,10 @@ class _Cluster:
 
     def preemptable(self, pod: inst.PackPod) -> npt.NDArray[np.int64]:
         """Nodes where evicting every lower-priority evictable pod would make room for ``pod``."""
-        freed = sum(
-            (u for p, u in self._evictable.items() if p < pod.priority), np.zeros_like(self.allocatable)
-        )
+        lower = [u for p, u in self._evictable.items() if p < pod.priority]
+        if not lower:
+            return np.zeros(0, dtype=np.int64)
+        freed = sum(lower, np.zeros_like(self.allocatable))
         room = np.all(self.used - freed + pod.requests <= self.allocatable, axis=1)
         return np.flatnonzero(self.eligible(pod) & room)
 

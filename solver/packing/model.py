@@ -305,18 +305,16 @@ def set_hint(model: cp_model.CpModel, values: Mapping[cp_model.IntVar, int]) -> 
 def _fixed_load(
     instance: inst.Instance, fixed: Mapping[int, Place]
 ) -> tuple[list[list[int]], dict[tuple[int, int], set[int]]]:
-    base = [[0] * len(instance.resources) for _ in instance.nodes]
+    placed = [(i, node) for i, (node, _) in fixed.items() if node is not None]
+    base: list[list[int]] = inst.usage(instance, placed).tolist()
     blocked = {
         (n, g): set(gpu.blocked)
         for n, node in enumerate(instance.nodes)
         for g, gpu in enumerate(node.mig_gpus)
     }
     for i, (node, slot) in fixed.items():
-        if node is None:
-            continue
         pod = instance.pods[i]
-        base[node] = [b + r for b, r in zip(base[node], pod.requests, strict=True)]
-        if slot is not None and pod.mig_profile is not None:
+        if node is not None and slot is not None and pod.mig_profile is not None:
             gpu = instance.nodes[node].mig_gpus[slot[0]]
             blocked[(node, slot[0])].update(inst.slots_of(gpu, pod.mig_profile, slot[1]))
     return base, blocked

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 from ortools.sat.python import cp_model
 
 from fairpack.solver.packing import greedy, objectives, validate
@@ -252,7 +253,8 @@ def _neighbourhood(
         return {}, None
     room = _room(instance, hint)
     unplaced = [i for i, n in enumerate(hint.nodes) if n is None and not instance.pods[i].pinned]
-    wanted = set().union(*(instance.pods[i].eligible for i in unplaced)) if unplaced else set()
+    sets = {id(instance.pods[i].eligible): instance.pods[i].eligible for i in unplaced}
+    wanted: set[int] = set().union(*sets.values())
     residents: dict[int, list[int]] = {}
     for i, n in enumerate(hint.nodes):
         if n is not None and not instance.pods[i].pinned:
@@ -279,12 +281,9 @@ def _neighbourhood(
 
 def _room(instance: inst.Instance, at: inst.Assignment) -> list[float]:
     """Share of each node's capacity ``at`` leaves free, averaged over resources it has."""
-    used = [[0] * len(instance.resources) for _ in instance.nodes]
-    for pod, n in zip(instance.pods, at.nodes, strict=True):
-        if n is not None:
-            used[n] = [u + r for u, r in zip(used[n], pod.requests, strict=True)]
-    room = []
-    for node, u in zip(instance.nodes, used, strict=True):
-        shares = [(a - x) / a for a, x in zip(node.allocatable, u, strict=True) if a > 0]
-        room.append(sum(shares) / len(shares) if shares else 0.0)
+    used = inst.usage(instance, [(i, n) for i, n in enumerate(at.nodes) if n is not None])
+    allocatable = np.array([n.allocatable for n in instance.nodes], dtype=np.float64).reshape(used.shape)
+    has = allocatable > 0
+    shares = np.where(has, (allocatable - used) / np.where(has, allocatable, 1), 0.0)
+    room: list[float] = (shares.sum(axis=1) / np.maximum(has.sum(axis=1), 1)).tolist()
     return room
