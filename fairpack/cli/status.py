@@ -24,13 +24,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
     parser.add_argument("--watch", action="store_true", help="refresh until interrupted")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
-    parser.add_argument("--columns", type=int, default=4, help="nodes per line in the occupancy grid")
+    parser.add_argument("--columns", type=int, default=0, help="nodes per line of the grid (default: fit)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the status once, or keep it live with --watch; exit 0, or 1 when the API is unreachable."""
     console = Console()
+    columns = args.columns or views.grid_columns(console.width)
     try:
         api = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=args.kubeconfig, context=args.context
@@ -40,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     with api:
         if not args.watch:
-            return show_once(console, api, columns=args.columns)
+            return show_once(console, api, columns=columns)
         with Live(console=console, auto_refresh=False, screen=False) as live:
             try:
                 while True:
-                    live.update(views.status_view(views.collect(api), columns=args.columns), refresh=True)
+                    live.update(views.status_view(views.collect(api), columns=columns), refresh=True)
                     time.sleep(args.interval)
             except KeyboardInterrupt:
                 return 0

@@ -258,7 +258,8 @@ def jobs_table(snapshot: Snapshot) -> Table:
     """SparkJobs and LLMServices by tenant: state, queue position, devices, wait."""
     table = Table(title="Jobs by tenant", box=box.SIMPLE_HEAD)
     for column in ("Tenant", "Kind", "Name", "User", "State", "Queue", "Devices", "Waited"):
-        table.add_column(column, no_wrap=True)
+        # Names and states wrap in a narrow terminal; the short columns never do.
+        table.add_column(column, no_wrap=column not in ("Name", "State", "Devices"))
     rows: list[tuple[str, int, str, list[Text | str]]] = []
     for job in snapshot.sparkjobs:
         status, spec = job.get("status") or {}, job["spec"]
@@ -277,7 +278,7 @@ def jobs_table(snapshot: Snapshot) -> Table:
                 job["metadata"]["name"],
                 [
                     tenant_of(job),
-                    "SparkJob",
+                    "Spark",
                     job["metadata"]["name"],
                     spec.get("user", "-"),
                     Text(phase, style=STATE_STYLE.get(phase, "")),
@@ -298,7 +299,7 @@ def jobs_table(snapshot: Snapshot) -> Table:
                 service["metadata"]["name"],
                 [
                     tenant_of(service),
-                    "LLMService",
+                    "LLM",
                     service["metadata"]["name"],
                     "-",
                     Text(f"{state} {replicas}", style=STATE_STYLE.get(state, "")),
@@ -359,7 +360,7 @@ def shares(snapshot: Snapshot) -> list[Share]:
     ]
 
 
-def bar(fraction: float, width: int = 20) -> str:
+def bar(fraction: float, width: int = 12) -> str:
     """``fraction`` of ``width`` as a block bar."""
     filled = round(min(max(fraction, 0.0), 1.0) * width)
     return "█" * filled + "░" * (width - filled)
@@ -369,7 +370,7 @@ def shares_table(snapshot: Snapshot) -> Table:
     """Tenants' GPU shares against their weights (weights count only tenants with work)."""
     table = Table(title="Tenants: GPU share vs weight share", box=box.SIMPLE_HEAD)
     for column in ("Tenant", "Weight", "Weight share", "GPU share", "GPUs", "Queued", "Running"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=True, min_width=len(column))
     for s in shares(snapshot):
         style = "red" if s.gpu_share > s.weight_share + 0.25 else ""
         table.add_row(
@@ -396,6 +397,11 @@ def notes(snapshot: Snapshot) -> Iterable[Text]:
     ]
     if pending:
         yield Text(f"{len(pending)} fairpack pod(s) waiting for the scheduler", style="yellow")
+
+
+def grid_columns(width: int) -> int:
+    """Nodes per line of the occupancy grid that fit a terminal ``width`` characters wide."""
+    return max(1, width // 34)
 
 
 def status_view(snapshot: Snapshot, *, columns: int = 4) -> Group:
