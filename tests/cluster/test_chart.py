@@ -11,20 +11,23 @@ from typing import Any
 
 import pytest
 import yaml
-from fairpack_dev import chart, credentials, operator_process
-from fairpack_dev.operator_fixtures import Kube, wait_for
-from kubernetes import client, config, dynamic
+from fairpack_dev import chart, credentials, fairpack_up, operator_process
+from fairpack_dev.operator_fixtures import Kube, kube, ns, pool, wait_for
+from kubernetes import client, config
 from kubernetes.client import exceptions as client_exceptions
 
 from fairpack.solver import labels
 
 pytestmark = pytest.mark.cluster
+__all__ = ["kube", "ns", "pool"]  # the operator tests' fixtures, used here too
 
 NAMESPACE = "fairpack-chart-test"
 RELEASE = "fpct"
 WORK_NAMESPACE = "fairpack-chart-work"
-# A release of its own: cluster-scoped names (ClusterRoles, peering) must not clash with the demo's.
-VALUES = {"operator": {"peering": "fpct"}}
+SCHEDULER_NAME = "fpct-scheduler"
+# A release of its own: cluster-scoped names (ClusterRoles, peering) and the scheduler's profile must
+# not clash with the demo's or another test's.
+VALUES = {"operator": {"peering": "fpct"}, "scheduler": {"schedulerName": SCHEDULER_NAME}}
 
 
 def admin(kubeconfig: pathlib.Path) -> client.ApiClient:
@@ -47,9 +50,9 @@ def release(kubeconfig: str) -> Iterator[list[dict[str, Any]]]:
         *chart.set_args(VALUES),
         kubeconfig=path,
     )
-    kube = Kube(kubeconfig)
-    if kube.get("v1", "Namespace", WORK_NAMESPACE) is None:
-        kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": WORK_NAMESPACE}})
+    objects = Kube(kubeconfig)
+    if objects.get("v1", "Namespace", WORK_NAMESPACE) is None:
+        objects.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": WORK_NAMESPACE}})
     manifest = chart.helm("get", "manifest", RELEASE, "-n", NAMESPACE, kubeconfig=path)
     yield [doc for doc in yaml.safe_load_all(manifest) if doc]
     chart.helm("uninstall", RELEASE, "-n", NAMESPACE, "--ignore-not-found", kubeconfig=path)
@@ -86,14 +89,10 @@ def allowed(api: client.ApiClient, verb: str, resource: str, *, namespace: str =
     return bool(result.status and result.status.allowed)
 
 
-def test_every_object_of_the_release_is_in_the_cluster(
-    release: list[dict[str, Any]], kubeconfig: str
-) -> None:
-    api = admin(pathlib.Path(kubeconfig))
-    dyn = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
+def test_every_object_of_the_release_is_in_the_cluster(release: list[dict[str, Any]], kube: Kube) -> None:
     kinds = set()
     for obj in release:
-        resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        resource = kube.res(obj["apiVersion"], obj["kind"])
         namespace = obj["metadata"].get("namespace") if resource.namespaced else None
         found = resource.get(name=obj["metadata"]["name"], namespace=namespace).to_dict()
         assert found["metadata"]["name"] == obj["metadata"]["name"]
@@ -103,16 +102,16 @@ def test_every_object_of_the_release_is_in_the_cluster(
         expected | {"RoleBinding", "ConfigMap", "Secret", "PodDisruptionBudget", "ClusterKopfPeering"}
         <= kinds
     )
-    kube = Kube(kubeconfig)
     for name in ("llmservices.fairpack.io", "sparkjobs.fairpack.io", "tenants.fairpack.io"):
         assert kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) is not None
 
 
 def test_upgrade_changes_the_scheduler_configuration_and_keeps_the_certificate(
-    release: list[dict[str, Any]], kubeconfig: str
+    release: list[dict[str, Any]],
+    kubeconfig: str,
+    kube: Kube,
 ) -> None:
     path = pathlib.Path(kubeconfig)
-    kube = Kube(kubeconfig)
 
     def ca() -> str:
         secret = kube.get("v1", "Secret", f"{RELEASE}-fairpack-extender-tls", NAMESPACE)
@@ -120,7 +119,10 @@ def test_upgrade_changes_the_scheduler_configuration_and_keeps_the_certificate(
         return str(secret["data"]["ca.crt"])
 
     ca_before = ca()
-    values = {**VALUES, "scheduler": {"extender": {"ignorable": True, "weight": 7}}}
+    values = {
+        **VALUES,
+        "scheduler": {"schedulerName": SCHEDULER_NAME, "extender": {"ignorable": True, "weight": 7}},
+    }
     chart.helm(
         "upgrade", RELEASE, str(chart.CHART), "-n", NAMESPACE, *chart.set_args(values), kubeconfig=path
     )
@@ -245,9 +247,11 @@ def gpu_pod(name: str) -> dict[str, Any]:
 
 
 def test_extender_token_can_annotate_and_bind_a_pod_but_not_delete_it(
-    release: list[dict[str, Any]], kubeconfig: str, tmp_path: pathlib.Path
+    release: list[dict[str, Any]],
+    kubeconfig: str,
+    tmp_path: pathlib.Path,
+    kube: Kube,
 ) -> None:
-    kube = Kube(kubeconfig)
     name = f"bind-{uuid.uuid4().hex[:6]}"
     kube.create(gpu_pod(name))
     try:
@@ -273,8 +277,60 @@ def test_extender_token_can_annotate_and_bind_a_pod_but_not_delete_it(
         kube.delete("v1", "Pod", name, WORK_NAMESPACE)
 
 
+def test_scheduler_runs_the_charts_configuration_with_its_token_and_binds_a_gpu_pod(
+    release: list[dict[str, Any]],
+    kubeconfig: str,
+    tmp_path: pathlib.Path,
+    kube: Kube,
+    ns: str,
+    pool: Any,
+) -> None:
+    """kube-scheduler with the ConfigMap the chart installed (profile, leader election), as the
+    chart's scheduler ServiceAccount: it takes its own Lease and binds a GPU pod of its profile."""
+    selector = pool(nodes=1, gpus="8")
+    token_config = credentials.write_kubeconfig(
+        pathlib.Path(kubeconfig),
+        tmp_path / "scheduler.kubeconfig",
+        namespace=NAMESPACE,
+        service_account=f"{RELEASE}-fairpack-scheduler",
+    )
+    config_map = kube.get("v1", "ConfigMap", f"{RELEASE}-fairpack-scheduler-config", NAMESPACE)
+    assert config_map is not None
+    local = fairpack_up.local_scheduler_config(
+        yaml.safe_load(config_map["data"]["config.yaml"]),
+        kubeconfig=token_config,
+        ca_file=tmp_path / "unused-ca.crt",
+        extender_url=None,  # the extender has a test of its own; this one is about the scheduler's RBAC
+    )
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(local))
+    binary = chart.kubectl_binary().with_name("kube-scheduler")
+    args = [str(binary), f"--config={tmp_path / 'config.yaml'}", "--secure-port=0"]
+    pod = gpu_pod(f"sched-{uuid.uuid4().hex[:6]}")
+    pod["metadata"]["namespace"] = ns
+    pod["spec"]["schedulerName"] = SCHEDULER_NAME
+    pod["spec"]["nodeSelector"] = selector
+    pod["spec"]["tolerations"] = [{"key": "fairpack.io/test-pool", "operator": "Exists"}]
+    log = tmp_path / "scheduler.log"
+    with fairpack_up.process(args, log, {}):
+        kube.create(pod)
+        bound = wait_for(
+            "the pod bound by the fairpack-profile scheduler",
+            lambda: (
+                (kube.get("v1", "Pod", pod["metadata"]["name"], ns) or {}).get("spec", {}).get("nodeName")
+            ),
+        )
+        lease = kube.get("coordination.k8s.io/v1", "Lease", "fairpack-scheduler", NAMESPACE)
+    assert bound.startswith(f"{ns}-node-")
+    assert lease is not None
+    assert lease["spec"]["holderIdentity"]
+    assert "forbidden" not in log.read_text().lower(), log.read_text()[-3000:]
+
+
 def test_operator_runs_with_its_service_account_token(
-    release: list[dict[str, Any]], kubeconfig: str, tmp_path: pathlib.Path
+    release: list[dict[str, Any]],
+    kubeconfig: str,
+    tmp_path: pathlib.Path,
+    kube: Kube,
 ) -> None:
     """The operator, run locally as the chart's ServiceAccount, queues a SparkJob (writes its status)
     and creates its gated pods, and is refused nothing on the way."""
@@ -284,7 +340,6 @@ def test_operator_runs_with_its_service_account_token(
         namespace=NAMESPACE,
         service_account=f"{RELEASE}-fairpack-operator",
     )
-    kube = Kube(kubeconfig)
     name = f"chart-{uuid.uuid4().hex[:6]}"
     tenant = {"apiVersion": "fairpack.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name}}
     kube.create({**tenant, "spec": {"weight": 1}})
@@ -324,14 +379,13 @@ def test_operator_runs_with_its_service_account_token(
         kube.delete("fairpack.io/v1alpha1", "Tenant", name)
 
 
-def test_uninstall_removes_the_release_but_keeps_the_crds(kubeconfig: str) -> None:
+def test_uninstall_removes_the_release_but_keeps_the_crds(kubeconfig: str, kube: Kube) -> None:
     """A fresh release of its own, installed then uninstalled."""
     path = pathlib.Path(kubeconfig)
     name, namespace = "fpct-gone", "fairpack-chart-gone"
     values = {"operator": {"peering": "fpct-gone"}}
     install = ["install", name, str(chart.CHART), "-n", namespace, "--create-namespace"]
     chart.helm(*install, *chart.set_args(values), kubeconfig=path)
-    kube = Kube(kubeconfig)
     rbac = "rbac.authorization.k8s.io/v1"
     made = [
         (rbac, "ClusterRole", f"{name}-fairpack-operator", None),
