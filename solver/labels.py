@@ -23,13 +23,15 @@ GPU_MEMORY_LABEL: Final = "nvidia.com/gpu.memory"
 """GPU memory in MiB, as a decimal string."""
 MIG_STRATEGY_LABEL: Final = "nvidia.com/mig.strategy"
 """``none`` or ``mixed``: with ``mixed`` each MIG profile is its own extended resource."""
+NODE_POOL_LABEL: Final = "fairpack.io/pool"
+"""The inventory pool a simulated node was made from (hack/inventories), e.g. ``h100``."""
 
 # --- Node annotations written by fairpack's inventory (or a site's node labeller) ---------
 NVLINK_ISLANDS_ANNOTATION: Final = f"{DOMAIN}/nvlink-islands"
 """JSON list of lists of GPU indices that share an NVLink domain, e.g. ``[[0,1,2,3],[4,5,6,7]]``."""
 MIG_LAYOUT_ANNOTATION: Final = f"{DOMAIN}/mig-layout"
 """JSON object from GPU index to its MIG instances, e.g.
-``{"0": [{"profile": "3g.40gb", "start": 0}, {"profile": "4g.40gb", "start": 4}]}``.
+``{"0": [{"profile": "4g.40gb", "start": 0}, {"profile": "3g.40gb", "start": 4}]}``.
 A GPU listed here is in MIG mode; the others serve whole-GPU requests."""
 
 # --- Pod labels and annotations -----------------------------------------------------------
@@ -47,6 +49,9 @@ GPU_INDICES_ANNOTATION: Final = f"{DOMAIN}/gpu-indices"
 """Written at bind: the node's GPU indices assigned to the pod, comma-separated, e.g. ``"0,1"``."""
 MIG_INSTANCE_ANNOTATION: Final = f"{DOMAIN}/mig-instance"
 """Written at bind: the MIG instance assigned, ``<gpu index>:<profile>@<start slot>``."""
+SIMULATED_RUN_TIME_ANNOTATION: Final = "pod-complete.stage.kwok.x-k8s.io/delay"
+"""On KWOK nodes only: a Running pod with this annotation (a Go duration, e.g. ``"30s"``) is marked
+Succeeded that long after it started (KWOK's own pod-complete annotation; hack/fairpack_dev/kwok)."""
 
 # --- Scheduling ---------------------------------------------------------------------------
 SCHEDULER_NAME: Final = "fairpack-scheduler"
