@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from ortools.sat.python import cp_model
 
+from fairpack.solver.packing import instance as inst
+
 if TYPE_CHECKING:
     from fairpack.solver.packing.model import PackingModel
 
@@ -105,8 +107,7 @@ def mig_instances_do_not_overlap(m: PackingModel) -> None:
     covering: dict[tuple[int, int, int], list[cp_model.IntVar]] = defaultdict(list)
     for (n, g, profile, start), v in m.u.items():
         gpu = m.instance.nodes[n].mig_gpus[g]
-        size = next(p.size for p in gpu.model.mig_profiles if p.name == profile)
-        for slot in range(start, start + size):
+        for slot in inst.slots_of(gpu, profile, start):
             covering[(n, g, slot)].append(v)
     for variables in covering.values():
         if len(variables) > 1:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fairpack.solver import gpumodels
+from fairpack.solver import gpumodels, mig
 
 MigSlot = tuple[int, int]
 """Where a MIG pod runs on its node: (position of the GPU in ``PackNode.mig_gpus``, start slot)."""
@@ -121,8 +121,8 @@ def usage(instance: Instance, placed: Sequence[tuple[int, int]]) -> npt.NDArray[
 
 
 def profile_on(gpu: MigGpu, name: str) -> gpumodels.MigProfile | None:
-    """The profile ``name`` on ``gpu``'s model, or None if that model has no such profile."""
-    return next((p for p in gpu.model.mig_profiles if p.name == name), None)
+    """The profile ``name`` (full, or its compute part like ``3g``) on ``gpu``'s model, or None."""
+    return mig.resolve(gpu.model, name)
 
 
 def runs(gpu: MigGpu, name: str) -> list[tuple[int, range]]:

@@ -60,6 +60,8 @@ class Plan:
     """Pod key -> ``<gpu index>:<profile>@<start>`` for MIG pods (the bind annotation's format)."""
     moves: tuple[Move, ...]
     evictions: tuple[str, ...]
+    started: tuple[str, ...]
+    """Pending pods the plan places."""
     placed_by_priority: dict[int, TierCount]
     stages: tuple[Stage, ...]
     gap: float
@@ -102,13 +104,15 @@ def build(
 ) -> Plan:
     """Name everything in ``assignment`` and count what it changes."""
     names = [n.name for n in instance.nodes]
-    placements, mig, moves, evictions = {}, {}, [], []
+    placements, mig, moves, evictions, started = {}, {}, [], [], []
     for pod, node, slot in zip(instance.pods, assignment.nodes, assignment.mig_slots, strict=True):
         if node is None:
             if pod.node is not None:
                 evictions.append(pod.key)
             continue
         placements[pod.key] = names[node]
+        if pod.node is None:
+            started.append(pod.key)
         if slot is not None:
             mig[pod.key] = f"{instance.nodes[node].mig_gpus[slot[0]].index}:{pod.mig_profile}@{slot[1]}"
         if pod.node is not None and (node != pod.node or slot != pod.mig_slot):
@@ -123,6 +127,7 @@ def build(
         mig,
         tuple(moves),
         tuple(evictions),
+        tuple(started),
         counts,
         stages,
         gap,
