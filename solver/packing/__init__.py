@@ -3,9 +3,10 @@
 Public API (the operator's fallback controller and ``fairpack plan`` use only these)::
 
     from fairpack.solver import packing
-    instance = packing.adapter.instance_from_snapshot(snapshot)        # or from model objects
+    from fairpack.solver.packing import adapter
+    instance = adapter.instance_from_dicts(node_dicts, pod_dicts)      # or instance_from_snapshot
     plan = packing.solve(instance, settings=packing.Settings(window_s=1.0, max_evictions=5))
-    plan.status, plan.placements, plan.moves, plan.evictions, plan.to_json()
+    plan.status, plan.placements, plan.moves, plan.evictions, plan.started, plan.to_json()
 
 Modules: ``instance`` (typed input), ``greedy`` (kube-scheduler's default placement: hint and
 baseline), ``model``/``constraints``/``objectives`` (the CP-SAT model), ``search`` (the staged

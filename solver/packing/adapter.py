@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from fairpack.solver import labels, mig, model
+from fairpack.solver import kube, labels, mig, model
 from fairpack.solver.packing import instance as inst
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,13 @@ def instance_from_snapshot(snapshot: model.Snapshot) -> inst.Instance:
         tuple(_node(n, resources) for n in nodes),
         tuple(_claim_configured_instances(packed, nodes)),
     )
+
+
+def instance_from_dicts(
+    nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
+) -> inst.Instance:
+    """The packing instance of listed Node and Pod objects (the fallback controller's builder)."""
+    return instance_from_snapshot(kube.snapshot_from_dicts(nodes, pods))
 
 
 def _resources(nodes: Iterable[model.Node], pods: Iterable[model.Pod]) -> tuple[str, ...]:

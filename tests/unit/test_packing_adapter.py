@@ -82,6 +82,14 @@ def test_who_may_be_moved_or_evicted(running: dict[str, Any], movable: bool) -> 
     assert (instance.pods[0].movable, instance.pods[0].evictable) == (movable, movable)
 
 
+def test_listed_dicts_build_the_same_instance_as_a_list_document() -> None:
+    items = [node("n0"), pod("a", on="n0"), pod("b")]
+    from_list = adapter.instance_from_snapshot(kube.snapshot_from_list(snapshot(*items)))
+    from_dicts = adapter.instance_from_dicts(items[:1], items[1:])
+    assert from_dicts.pods == from_list.pods
+    assert from_dicts.nodes == from_list.nodes
+
+
 def test_selector_and_taints_decide_the_eligible_nodes() -> None:
     doc = snapshot(
         node("n0", pool="a"),
