@@ -24,6 +24,7 @@ def add_all(m: PackingModel, *, max_evictions: int | None) -> None:
     mig_instances_match_pods(m)
     mig_instances_do_not_overlap(m)
     identical_empty_nodes_in_order(m)
+    gpus_in_use(m)
 
 
 def capacity(m: PackingModel) -> None:
@@ -112,6 +113,12 @@ def mig_instances_do_not_overlap(m: PackingModel) -> None:
     for variables in covering.values():
         if len(variables) > 1:
             m.cp.add_at_most_one(variables)
+
+
+def gpus_in_use(m: PackingModel) -> None:
+    """A MIG GPU with an instance of a free pod is in use (what the fragmentation goal counts)."""
+    for (n, g, _, _), v in m.u.items():
+        m.cp.add_implication(v, m.gpu_used[(n, g)])
 
 
 def identical_empty_nodes_in_order(m: PackingModel) -> None:

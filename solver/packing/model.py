@@ -77,6 +77,8 @@ class PackingModel:
         self.stay_pod: dict[int, cp_model.IntVar] = {}
         self.evicted: dict[int, cp_model.IntVar] = {}
         self.u: dict[UKey, cp_model.IntVar] = {}
+        self.gpu_used: dict[tuple[int, int], cp_model.IntVar] = {}
+        """(node, GPU position) -> the GPU holds a new or kept MIG instance of a free pod."""
         self._groups: list[list[int]] | None = None
         self._add_variables()
         self.by_class: dict[int, list[int]] = defaultdict(list)
@@ -142,6 +144,9 @@ class PackingModel:
         for n, profile in sorted(profiles):
             for g, start in self.mig_starts(n, profile):
                 self.u[(n, g, profile, start)] = self.cp.new_bool_var(f"u_{n}_{g}_{profile}_{start}")
+        for n, g, _, _ in self.u:
+            if (n, g) not in self.gpu_used:
+                self.gpu_used[(n, g)] = self.cp.new_bool_var(f"gpu_used_{n}_{g}")
 
     # --- expressions the objectives and stages share --------------------------------------
     def placed(self, c: int) -> cp_model.LinearExpr:
@@ -197,6 +202,7 @@ class PackingModel:
             *self.stay_pod.values(),
             *self.evicted.values(),
             *self.u.values(),
+            *self.gpu_used.values(),
         ]
 
     # --- hints and solutions ----------------------------------------------------------------
@@ -218,9 +224,11 @@ class PackingModel:
                     values[self.stay[(c, n)]] += 1
                 if i in self.stay_pod and pod.node == n and slot == pod.mig_slot:
                     values[self.stay_pod[i]] = 1
-                own = self.u.get((n, slot[0], cls.mig_profile, slot[1])) if slot and cls.mig_profile else None
-                if own is not None:
-                    values[own] = 1
+                if slot is not None and cls.mig_profile is not None:
+                    own = self.u.get((n, slot[0], cls.mig_profile, slot[1]))
+                    if own is not None:  # else an incomplete hint, which CP-SAT repairs
+                        values[own] = 1
+                        values[self.gpu_used[(n, slot[0])]] = 1
             if c in self.evicted:
                 values[self.evicted[c]] = max(0, cls.running_count - placed)
         set_hint(self.cp, values)

@@ -1,7 +1,7 @@
 """The goals of the packing problem, as linear expressions over a model's variables.
 
 The solve loop optimises them one after the other (see :mod:`fairpack.solver.packing.search`):
-pods of each priority from the highest, then disturbance.
+pods of each priority from the highest, then disturbance, then MIG fragmentation.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class Goal:
     scale: int = 1
     trivial: int | None = None
     """The best value ``primary`` can possibly have, if known cheaply (maximising goals)."""
+    ranked: bool = True
+    """Part of what an OPTIMAL plan claims (False: a best-effort tie-breaker)."""
 
 
 def goals(m: PackingModel) -> list[Goal]:
@@ -43,7 +45,17 @@ def goals(m: PackingModel) -> list[Goal]:
         scale = 1 + sum(len(m.classes[c].members) for c in lower)
         found.append(Goal(f"priority {p}", placed_at(m, p), True, secondary, scale, placed_bound(m, p)))
     found.append(Goal("disturbance", disturbance(m), False))
+    if m.gpu_used:
+        found.append(Goal("fragmentation", fragmentation(m), False, ranked=False))
     return found
+
+
+def fragmentation(m: PackingModel) -> cp_model.LinearExpr:
+    """MIG GPUs in use (to minimise): instances packed onto few GPUs leave whole GPUs for 7g pods.
+
+    Last and least: it only reorders instances among plans equal in every tier and in disturbance.
+    """
+    return cp_model.LinearExpr.sum(list(m.gpu_used.values()))
 
 
 def placed_at(m: PackingModel, priority: int) -> cp_model.LinearExpr:

@@ -32,6 +32,8 @@ class Stage:
     value: int
     bound: int
     seconds: float
+    ranked: bool = True
+    """Part of the lexicographic objective an OPTIMAL status claims (False: best-effort tie-breaker)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,7 +118,7 @@ def _stages(
         value = hinted[number - 1]
         if goal.trivial is not None and value >= goal.trivial:
             model.cp.add(goal.primary >= value)  # the hint places every pod of this priority it could
-            stages.append(plans.Stage(goal.name, "BOUND", value, goal.trivial, 0.0))
+            stages.append(plans.Stage(goal.name, "BOUND", value, goal.trivial, 0.0, goal.ranked))
             continue
         budget = (deadline - time.monotonic()) / (len(goals) - number + 1)
         stage, solution = _run(model, goal, budget=budget, settings=settings)
@@ -157,7 +157,7 @@ def _run(
     model: PackingModel, goal: objectives.Goal, *, budget: float, settings: Settings
 ) -> tuple[plans.Stage, inst.Assignment | None]:
     if budget <= 0.005:
-        return plans.Stage(goal.name, "NO_TIME", 0, 0, 0.0), None
+        return plans.Stage(goal.name, "NO_TIME", 0, 0, 0.0, goal.ranked), None
     objective = goal.scale * goal.primary + goal.secondary
     if goal.maximise:
         model.cp.maximize(objective)
@@ -175,7 +175,7 @@ def _run(
     status = solver.solve(model.cp, watch)
     logger.debug("stage %s: %s in %.3fs", goal.name, solver.status_name(status), solver.wall_time)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return plans.Stage(goal.name, solver.status_name(status), 0, 0, solver.wall_time), None
+        return plans.Stage(goal.name, solver.status_name(status), 0, 0, solver.wall_time, goal.ranked), None
     value, bound = (
         round(solver.objective_value) // goal.scale,
         round(solver.best_objective_bound) // goal.scale,
@@ -185,7 +185,7 @@ def _run(
     variables = model.variables()
     set_hint(model.cp, dict(zip(variables, solver.values(variables).tolist(), strict=True)))
     return plans.Stage(
-        goal.name, "OPTIMAL" if proven else "FEASIBLE", value, bound, solver.wall_time
+        goal.name, "OPTIMAL" if proven else "FEASIBLE", value, bound, solver.wall_time, goal.ranked
     ), solution
 
 
@@ -194,6 +194,9 @@ def _evaluate(model: PackingModel, at: inst.Assignment) -> list[int]:
     score = validate.score(_free_only(model), _restricted(model, at))
     values = [score.placed_by_priority.get(p, 0) for p in model.priorities()]
     values.append(model.running_total() * score.evictions - _stays(model, at))
+    if model.gpu_used:
+        members = (i for cls in model.classes if cls.mig_profile for i in cls.members)
+        values.append(len({(at.nodes[i], slot[0]) for i in members if (slot := at.mig_slots[i]) is not None}))
     return values
 
 
@@ -231,7 +234,7 @@ def _choose(
         return plans.Status.GREEDY, hint
     ours = validate.key(validate.score(instance, best))
     theirs = validate.key(validate.score(instance, hint))
-    proven = complete and all(s.status in ("OPTIMAL", "BOUND") for s in stages)
+    proven = complete and all(s.status in ("OPTIMAL", "BOUND") for s in stages if s.ranked)
     if ours < theirs or (ours == theirs and not proven):
         return plans.Status.GREEDY, hint
     return (plans.Status.OPTIMAL if proven else plans.Status.FEASIBLE), best
@@ -239,7 +242,7 @@ def _choose(
 
 def _gap(stages: list[plans.Stage]) -> float:
     for s in stages:
-        if s.status not in ("OPTIMAL", "BOUND"):
+        if s.ranked and s.status not in ("OPTIMAL", "BOUND"):
             return abs(s.bound - s.value) / max(1, abs(s.bound))
     return 0.0
 

@@ -198,3 +198,14 @@ def test_the_plan_json_has_the_cli_contract_shape() -> None:
     assert out["placements"] == [{"pod": "ns/high", "node": "n0"}]
     assert out["evictions"] == ["ns/low"]
     assert out["placed_by_priority"] == {"100": {"before": 0, "after": 1}, "1": {"before": 1, "after": 0}}
+
+
+def test_new_mig_instances_go_to_a_gpu_already_in_use() -> None:
+    cluster = inst.Instance(
+        RESOURCES,
+        (node("n0", 10_000, gpus=2),),
+        (pod("old", 1, 1, on=0, mig="3g.40gb", slot=(0, 0)), pod("new", 1, 1, mig="1g.10gb")),
+    )
+    plan = solve(cluster)
+    assert plan.mig_instances["ns/new"].startswith("0:")
+    assert [s.name for s in plan.stages][-1] == "fragmentation"
