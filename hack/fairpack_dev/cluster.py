@@ -1,0 +1,508 @@
+"""A real local Kubernetes control plane with simulated GPU nodes.
+
+Processes (each on 127.0.0.1, every port chosen free at start, so several clusters can run on
+one machine): etcd; kube-apiserver (TLS, Node+RBAC authorisation, service-account signing);
+kube-controller-manager; the default kube-scheduler; a second kube-scheduler with the single
+profile ``fairpack-scheduler`` and an ``extenders:`` entry (scheduler_config); KWOK faking the
+kubelets of nodes annotated ``kwok.x-k8s.io/node=fake`` (stages in hack/kwok/stages.yaml).
+
+Everything lives in a state directory: ``pki/`` (certificates, kubeconfigs), ``etcd/``,
+``logs/<component>.log``, ``pids/<component>.pid`` and ``cluster.json`` (ports, so another
+process can attach). CLI::
+
+    python -P -m fairpack_dev.cluster up [--inventory FILE] [--state-dir DIR]
+    python -P -m fairpack_dev.cluster status|down [--state-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import yaml
+from kubernetes import client, config
+
+from fairpack_dev import inventory, pki, processes, scheduler_config
+from fairpack_dev.scheduler_config import ExtenderConfig
+
+VERSIONS = pathlib.Path(__file__).resolve().parent.parent / "versions.env"
+STAGES = pathlib.Path(__file__).resolve().parent.parent / "kwok" / "stages.yaml"
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "fairpack-scheduler",
+    "kwok",
+)
+
+
+def cache_dir() -> pathlib.Path:
+    """``$FAIRPACK_CACHE``, else ``~/.cache/fairpack`` (where hack/build-binaries.sh puts binaries)."""
+    if "FAIRPACK_CACHE" in os.environ:
+        return pathlib.Path(os.environ["FAIRPACK_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(pathlib.Path.home() / ".cache")
+    return pathlib.Path(base) / "fairpack"
+
+
+DEFAULT_STATE_DIR = cache_dir() / "cluster"
+
+
+class BinariesMissingError(RuntimeError):
+    """A pinned binary is not built yet."""
+
+
+def binaries() -> dict[str, pathlib.Path]:
+    """Path of each binary the control plane runs, at the versions pinned in hack/versions.env."""
+    pins = dict(
+        line.split("=", 1)
+        for line in VERSIONS.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    bin_dir = cache_dir() / "bin"
+    kube = bin_dir / f"kubernetes-{pins['KUBERNETES_VERSION']}"
+    paths = {
+        "etcd": bin_dir / f"etcd-{pins['ETCD_VERSION']}" / "etcd",
+        "kube-apiserver": kube / "kube-apiserver",
+        "kube-controller-manager": kube / "kube-controller-manager",
+        "kube-scheduler": kube / "kube-scheduler",
+        "kubectl": kube / "kubectl",
+        "kwok": bin_dir / f"kwok-{pins['KWOK_VERSION']}" / "kwok",
+    }
+    missing = [str(p) for p in paths.values() if not os.access(p, os.X_OK)]
+    if missing:
+        raise BinariesMissingError(
+            "control-plane binaries missing (run `make binaries`, it builds and caches them): "
+            + ", ".join(missing)
+        )
+    return paths
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free on 127.0.0.1 right now (held open together so none repeats)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ports:
+    """The ports of one cluster, all on 127.0.0.1."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    fairpack_scheduler: int
+    kwok: int
+    extender: int
+    """Reserved for an extender: the default extender entry points here (nothing listens)."""
+
+    @classmethod
+    def pick(cls) -> Ports:
+        names = [f.name for f in cls.__dataclass_fields__.values()]
+        return cls(**dict(zip(names, free_ports(len(names)), strict=True)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """How to run a local cluster."""
+
+    state_dir: pathlib.Path = DEFAULT_STATE_DIR
+    """Certificates, etcd data, kubeconfigs, logs and pid files; removed by ``down``."""
+    inventory: pathlib.Path | None = inventory.SMALL
+    """GPU nodes created at start (None: no nodes)."""
+    start_timeout_s: float = 90.0
+    """Per component: the apiserver takes 10-30 s on two busy cores."""
+    stop_grace_s: float = 10.0
+    """SIGTERM, then SIGKILL after this long."""
+    extender: ExtenderConfig | None = None
+    """The fairpack-scheduler's extender; None: an ignorable one at the reserved port."""
+    verbosity: int = 2
+    """klog -v of the Kubernetes components."""
+    kwok_stages: pathlib.Path = field(default=STAGES)
+
+
+class LocalCluster:
+    """A control plane in ``settings.state_dir``. ``up()`` starts it (or attaches to it if that
+    directory already holds a running one), ``down()`` stops it and removes the directory.
+    Also a context manager (up on enter, down on exit)."""
+
+    def __init__(self, settings: Settings = Settings()) -> None:
+        self.settings = settings
+        self.state_dir = settings.state_dir.resolve()
+        self.pki = pki.Pki(self.state_dir / "pki")
+        self._ports: Ports | None = None
+        self.extender: ExtenderConfig | None = None
+
+    # --- Where things are ------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> pathlib.Path:
+        """The admin kubeconfig (user kubernetes-admin, group system:masters)."""
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def ports(self) -> Ports:
+        if self._ports is None:
+            raise RuntimeError(f"cluster in {self.state_dir} is not up")
+        return self._ports
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    def component(self, name: str) -> processes.Component:
+        return processes.Component(name, self.state_dir)
+
+    def api_client(self) -> client.ApiClient:
+        """A new admin client (the caller closes it)."""
+        api: client.ApiClient = config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+        return api
+
+    # --- Lifecycle -------------------------------------------------------------------------
+
+    def running(self) -> bool:
+        """Whether the state directory holds a cluster whose apiserver answers /readyz."""
+        if not self._load():
+            return False
+        return processes.probe(f"{self.server}/readyz", context=self._ca_context())
+
+    def up(self) -> Self:
+        """Start every component and create the inventory's nodes (or attach to a running cluster)."""
+        if self.running():
+            return self
+        paths = binaries()
+        self.down()
+        self.state_dir.mkdir(parents=True)
+        self._ports = Ports.pick()
+        self.extender = self.settings.extender or ExtenderConfig(
+            url_prefix=f"http://127.0.0.1:{self.ports.extender}"
+        )
+        self._save()
+        identities = (pki.ADMIN, pki.CONTROLLER_MANAGER, pki.SCHEDULER, pki.KWOK)
+        self.pki.create(identities=identities)
+        for identity in identities:
+            self.pki.write_kubeconfig(self._kubeconfig_of(identity), identity=identity, server=self.server)
+        shutil.copy(self._kubeconfig_of(pki.ADMIN), self.kubeconfig)
+        try:
+            self._start_etcd(paths["etcd"])
+            self._start_apiserver(paths["kube-apiserver"])
+            self._start_controller_manager(paths["kube-controller-manager"])
+            self._start_scheduler(paths["kube-scheduler"])
+            self._start_fairpack_scheduler(paths["kube-scheduler"])
+            self._start_kwok(paths["kwok"])
+            for name in ("kube-controller-manager", "kube-scheduler", "fairpack-scheduler", "kwok"):
+                self._wait(name)
+            if self.settings.inventory is not None:
+                self.create_nodes(inventory.load(self.settings.inventory).nodes())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every component (reverse start order); keep the state directory."""
+        for name in reversed(COMPONENTS):
+            self.component(name).stop(grace_s=self.settings.stop_grace_s)
+
+    def down(self) -> None:
+        """Stop every component and remove the state directory."""
+        self.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self._ports = None
+
+    def __enter__(self) -> Self:
+        return self.up()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.down()
+
+    def status(self) -> dict[str, str]:
+        """Each component: ``running (pid N)``, ``NOT RUNNING``; plus the apiserver's readiness."""
+        report = {}
+        for name in COMPONENTS:
+            pid = self.component(name).pid()
+            report[name] = f"running (pid {pid})" if pid else "NOT RUNNING"
+        report["apiserver /readyz"] = "ok" if self.running() else "not ready"
+        return report
+
+    def restart_fairpack_scheduler(self, extender: ExtenderConfig | None) -> None:
+        """Restart the fairpack-scheduler process with ``extender`` as its extenders entry (None:
+        no extender at all) and wait until it is healthy."""
+        self.extender = extender
+        self.component("fairpack-scheduler").stop(grace_s=self.settings.stop_grace_s)
+        self._start_fairpack_scheduler(binaries()["kube-scheduler"])
+        self._wait("fairpack-scheduler")
+        self._save()
+
+    def default_extender(self) -> ExtenderConfig:
+        """The extender entry a fresh cluster has: ignorable, at the reserved (empty) port."""
+        return ExtenderConfig(url_prefix=f"http://127.0.0.1:{self.ports.extender}")
+
+    # --- Nodes -----------------------------------------------------------------------------
+
+    def create_nodes(self, nodes: Sequence[dict[str, Any]], *, timeout_s: float = 60.0) -> None:
+        """Create the nodes with their status (capacity), then wait until KWOK reports them Ready."""
+        with self.api_client() as api:
+            core = client.CoreV1Api(api)
+            for node in nodes:
+                # The API drops status on create; KWOK would then fill in its own defaults.
+                body: Any = {k: v for k, v in node.items() if k != "status"}
+                core.create_node(body)
+                core.patch_node_status(node["metadata"]["name"], {"status": node.get("status", {})})
+            wanted = {n["metadata"]["name"] for n in nodes}
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                ready = {_name(n) for n in core.list_node().items if _ready(n)}
+                if wanted <= ready:
+                    return
+                time.sleep(0.3)
+        raise processes.StartError(
+            f"nodes not Ready after {timeout_s} s: {sorted(wanted - ready)}; kwok log:\n"
+            + self.component("kwok").tail()
+        )
+
+    # --- Components ------------------------------------------------------------------------
+
+    def _kubeconfig_of(self, identity: pki.Identity) -> pathlib.Path:
+        return self.pki.root / f"{identity.name}.kubeconfig"
+
+    def _start_etcd(self, binary: pathlib.Path) -> None:
+        p = self.ports
+        client_url = f"http://127.0.0.1:{p.etcd_client}"
+        peer_url = f"http://127.0.0.1:{p.etcd_peer}"
+        self.component("etcd").start(
+            [
+                str(binary),
+                "--name=fairpack",
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=fairpack={peer_url}",
+                # Throw-away data: no fsync keeps etcd fast on a busy shared disk.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ]
+        )
+        self._wait("etcd")
+
+    def _start_apiserver(self, binary: pathlib.Path) -> None:
+        k = self.pki
+        self.component("kube-apiserver").start(
+            [
+                str(binary),
+                f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.ports.apiserver}",
+                f"--cert-dir={self.state_dir / 'apiserver'}",
+                f"--tls-cert-file={k.serving_cert}",
+                f"--tls-private-key-file={k.serving_key}",
+                f"--client-ca-file={k.ca_cert}",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={k.sa_pub}",
+                f"--service-account-signing-key-file={k.sa_key}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                # The apiserver's own address is loopback, which Endpoints may not hold.
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--profiling=false",
+                f"--v={self.settings.verbosity}",
+            ]
+        )
+        self._wait("kube-apiserver")
+
+    def _start_controller_manager(self, binary: pathlib.Path) -> None:
+        kubeconfig = self._kubeconfig_of(pki.CONTROLLER_MANAGER)
+        self.component("kube-controller-manager").start(
+            [
+                str(binary),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports.controller_manager}",
+                f"--cert-dir={self.state_dir / 'controller-manager'}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
+                f"--root-ca-file={self.pki.ca_cert}",
+                f"--service-account-private-key-file={self.pki.sa_key}",
+                f"--cluster-signing-cert-file={self.pki.ca_cert}",
+                f"--cluster-signing-key-file={self.pki.ca_key}",
+                f"--v={self.settings.verbosity}",
+            ]
+        )
+
+    def _scheduler_args(self, binary: pathlib.Path, name: str, port: int, conf: dict[str, Any]) -> list[str]:
+        kubeconfig = self._kubeconfig_of(pki.SCHEDULER)
+        path = self.state_dir / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(conf, sort_keys=False))
+        return [
+            str(binary),
+            f"--config={path}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self.state_dir / name}",
+            f"--v={self.settings.verbosity}",
+        ]
+
+    def _start_scheduler(self, binary: pathlib.Path) -> None:
+        conf = scheduler_config.default_scheduler(kubeconfig=self._kubeconfig_of(pki.SCHEDULER))
+        args = self._scheduler_args(binary, "kube-scheduler", self.ports.scheduler, conf)
+        self.component("kube-scheduler").start(args)
+
+    def _start_fairpack_scheduler(self, binary: pathlib.Path) -> None:
+        conf = scheduler_config.fairpack_scheduler(
+            kubeconfig=self._kubeconfig_of(pki.SCHEDULER), extender=self.extender
+        )
+        args = self._scheduler_args(binary, "fairpack-scheduler", self.ports.fairpack_scheduler, conf)
+        self.component("fairpack-scheduler").start(args)
+
+    def _start_kwok(self, binary: pathlib.Path) -> None:
+        self.component("kwok").start(
+            [
+                str(binary),
+                f"--kubeconfig={self._kubeconfig_of(pki.KWOK)}",
+                f"--config={self.settings.kwok_stages}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={inventory.KWOK_NODE_ANNOTATION}={inventory.KWOK_NODE_VALUE}",
+                "--node-lease-duration-seconds=40",
+                "--cidr=10.0.0.1/16",
+                f"--server-address=127.0.0.1:{self.ports.kwok}",
+            ],
+            # KWOK also reads ~/.kwok/kwok.yaml; a private HOME keeps a user's file out.
+            env={"HOME": str(self.state_dir / "kwok-home")},
+        )
+
+    def _health_url(self, name: str) -> str:
+        p = self.ports
+        return {
+            "etcd": f"http://127.0.0.1:{p.etcd_client}/health",
+            "kube-apiserver": f"{self.server}/readyz",
+            "kube-controller-manager": f"https://127.0.0.1:{p.controller_manager}/healthz",
+            "kube-scheduler": f"https://127.0.0.1:{p.scheduler}/healthz",
+            "fairpack-scheduler": f"https://127.0.0.1:{p.fairpack_scheduler}/healthz",
+            "kwok": f"http://127.0.0.1:{p.kwok}/healthz",
+        }[name]
+
+    def _wait(self, name: str) -> None:
+        # The apiserver's certificate is ours; the others serve self-signed ones from their cert-dir.
+        context = self._ca_context() if name == "kube-apiserver" else _unverified()
+        processes.wait_healthy(
+            self.component(name),
+            self._health_url(name),
+            context=context,
+            timeout_s=self.settings.start_timeout_s,
+        )
+
+    def _ca_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.pki.ca_cert))
+
+    # --- cluster.json ----------------------------------------------------------------------
+
+    def _save(self) -> None:
+        state = {"ports": asdict(self.ports), "extender": _extender_json(self.extender)}
+        (self.state_dir / "cluster.json").write_text(json.dumps(state, indent=2))
+
+    def _load(self) -> bool:
+        try:
+            state = json.loads((self.state_dir / "cluster.json").read_text())
+        except FileNotFoundError:
+            return False
+        self._ports = Ports(**state["ports"])
+        extender = state.get("extender")
+        self.extender = None if extender is None else _extender_from_json(extender)
+        return True
+
+
+def _extender_json(extender: ExtenderConfig | None) -> dict[str, Any] | None:
+    if extender is None:
+        return None
+    data = asdict(extender)
+    data["ca_file"] = None if extender.ca_file is None else str(extender.ca_file)
+    data["managed_resources"] = list(extender.managed_resources)
+    return data
+
+
+def _extender_from_json(data: dict[str, Any]) -> ExtenderConfig:
+    ca_file = data.pop("ca_file")
+    return ExtenderConfig(
+        **{**data, "managed_resources": tuple(data["managed_resources"])},
+        ca_file=None if ca_file is None else pathlib.Path(ca_file),
+    )
+
+
+def _unverified() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _name(obj: Any) -> str:
+    return str(obj.metadata.name)
+
+
+def _ready(node: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or ()))
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -P -m fairpack_dev.cluster", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--state-dir", type=pathlib.Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument(
+        "--inventory", type=pathlib.Path, default=inventory.SMALL, help="GPU node inventory (YAML) for `up`"
+    )
+    args = parser.parse_args(argv)
+    cluster = LocalCluster(Settings(state_dir=args.state_dir, inventory=args.inventory))
+    try:
+        if args.command == "up":
+            cluster.up()
+            print(f"cluster up; state and logs in {cluster.state_dir}")
+            print(f"  export KUBECONFIG={cluster.kubeconfig}")
+            print("  kubectl get nodes  # stop with: make cluster-down")
+        elif args.command == "down":
+            cluster.down()
+            print(f"cluster down; removed {cluster.state_dir}")
+        else:
+            for name, state in cluster.status().items():
+                print(f"{name:26} {state}")
+    except (BinariesMissingError, processes.StartError, inventory.InventoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Long-running child processes with a pid file and a log each, stoppable from any process.
+
+Each component runs in its own session (process group), so stopping it also stops anything it
+spawned. A pid file holds the pid and the program path: ``stop`` signals only a process that
+still runs that program, never a recycled pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import signal
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A component's files under the state directory."""
+
+    name: str
+    state_dir: pathlib.Path
+
+    @property
+    def log(self) -> pathlib.Path:
+        return self.state_dir / "logs" / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> pathlib.Path:
+        return self.state_dir / "pids" / f"{self.name}.pid"
+
+    def start(self, args: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
+        """Start ``args`` detached (new session), appending its output to the log; returns the pid."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            out.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(args)}\n".encode())
+            out.flush()
+            proc = subprocess.Popen(
+                list(args),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+            )
+        self.pid_file.write_text(f"{proc.pid}\n{args[0]}\n")
+        return proc.pid
+
+    def pid(self) -> int | None:
+        """The pid of this component if it is still running its program, else None."""
+        try:
+            pid_text, program = self.pid_file.read_text().splitlines()[:2]
+        except (FileNotFoundError, ValueError):
+            return None
+        pid = int(pid_text)
+        return pid if running(pid, program) else None
+
+    def stop(self, *, grace_s: float) -> None:
+        """SIGTERM the component's process group, SIGKILL it after ``grace_s``; drop the pid file."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while self.pid() is not None and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.1)
+            if self.pid() is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                while self.pid() is not None:
+                    _reap(pid)
+                    time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def running(pid: int, program: str) -> bool:
+    """Whether ``pid`` is alive (not a zombie) and runs ``program``."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X") and cmdline == program
+
+
+def _reap(pid: int) -> None:
+    # A child of this very process stays a zombie until waited for.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def probe(url: str, *, context: ssl.SSLContext | None = None, timeout_s: float = 2.0) -> bool:
+    """Whether GET ``url`` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class StartError(RuntimeError):
+    """A component died or did not become healthy; the message ends with its log's tail."""
+
+
+def wait_healthy(component: Component, url: str, *, context: ssl.SSLContext | None, timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200; fail early if the component exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if probe(url, context=context):
+            return
+        if component.pid() is None:
+            raise StartError(f"{component.name} exited; {component.log}:\n{component.tail()}")
+        time.sleep(0.2)
+    raise StartError(
+        f"{component.name} not healthy at {url} after {timeout_s} s; {component.log}:\n{component.tail()}"
+    )
