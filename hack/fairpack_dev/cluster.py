@@ -24,7 +24,6 @@ import shutil
 import socket
 import ssl
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
@@ -262,25 +261,9 @@ class LocalCluster:
     # --- Nodes -----------------------------------------------------------------------------
 
     def create_nodes(self, nodes: Sequence[dict[str, Any]], *, timeout_s: float = 60.0) -> None:
-        """Create the nodes with their status (capacity), then wait until KWOK reports them Ready."""
+        """Create nodes (inventory.Pool.node dicts) and wait until KWOK reports them Ready."""
         with self.api_client() as api:
-            core = client.CoreV1Api(api)
-            for node in nodes:
-                # The API drops status on create; KWOK would then fill in its own defaults.
-                body: Any = {k: v for k, v in node.items() if k != "status"}
-                core.create_node(body)
-                core.patch_node_status(node["metadata"]["name"], {"status": node.get("status", {})})
-            wanted = {n["metadata"]["name"] for n in nodes}
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                ready = {_name(n) for n in core.list_node().items if _ready(n)}
-                if wanted <= ready:
-                    return
-                time.sleep(0.3)
-        raise processes.StartError(
-            f"nodes not Ready after {timeout_s} s: {sorted(wanted - ready)}; kwok log:\n"
-            + self.component("kwok").tail()
-        )
+            inventory.create(api, nodes, timeout_s=timeout_s)
 
     # --- Components ------------------------------------------------------------------------
 
@@ -462,14 +445,6 @@ def _unverified() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def _name(obj: Any) -> str:
-    return str(obj.metadata.name)
-
-
-def _ready(node: Any) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or ()))
 
 
 # --- CLI -----------------------------------------------------------------------------------

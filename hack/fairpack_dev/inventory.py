@@ -28,10 +28,13 @@ from __future__ import annotations
 import collections
 import json
 import pathlib
+import time
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Self
 
 import pydantic
 import yaml
+from kubernetes import client
 
 from fairpack.solver import gpumodels, labels
 
@@ -227,6 +230,35 @@ def _where(raw: Any, loc: tuple[int | str, ...]) -> str:
             return where
         where = ".".join([f"pools.{loc[1]} ({name})", *(str(p) for p in loc[2:])])
     return where
+
+
+def create(api: client.ApiClient, nodes: Sequence[dict[str, Any]], *, timeout_s: float = 60.0) -> None:
+    """Create ``nodes`` (``Pool.node`` dicts) and wait until KWOK reports every one Ready."""
+    core = client.CoreV1Api(api)
+    for node in nodes:
+        # The API drops status on create; KWOK would then fill in its own defaults.
+        body: Any = {k: v for k, v in node.items() if k != "status"}
+        core.create_node(body)
+        core.patch_node_status(node["metadata"]["name"], {"status": node.get("status", {})})
+    wanted = {n["metadata"]["name"] for n in nodes}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ready = {_name(n) for n in core.list_node().items if _ready(n)}
+        if wanted <= ready:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"nodes not Ready after {timeout_s} s (is KWOK running?): {sorted(wanted - ready)}"
+            )
+        time.sleep(0.3)
+
+
+def _name(obj: Any) -> str:
+    return str(obj.metadata.name)
+
+
+def _ready(node: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or ()))
 
 
 INVENTORIES = pathlib.Path(__file__).resolve().parent.parent / "inventories"

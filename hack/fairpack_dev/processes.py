@@ -19,6 +19,9 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+_children: dict[int, subprocess.Popen[bytes]] = {}
+"""Components this process started, kept so they are reaped (and not warned about) when stopped."""
+
 
 @dataclass(frozen=True, slots=True)
 class Component:
@@ -50,6 +53,7 @@ class Component:
                 start_new_session=True,
                 env={**os.environ, **(env or {})},
             )
+        _children[proc.pid] = proc
         self.pid_file.write_text(f"{proc.pid}\n{args[0]}\n")
         return proc.pid
 
@@ -60,7 +64,10 @@ class Component:
         except (FileNotFoundError, ValueError):
             return None
         pid = int(pid_text)
-        return pid if running(pid, program) else None
+        if running(pid, program):
+            return pid
+        _reap(pid)
+        return None
 
     def stop(self, *, grace_s: float) -> None:
         """SIGTERM the component's process group, SIGKILL it after ``grace_s``; drop the pid file."""
@@ -78,6 +85,7 @@ class Component:
                 while self.pid() is not None:
                     _reap(pid)
                     time.sleep(0.05)
+            _reap(pid)
         self.pid_file.unlink(missing_ok=True)
 
     def tail(self, lines: int = 30) -> str:
@@ -100,8 +108,9 @@ def running(pid: int, program: str) -> bool:
 
 def _reap(pid: int) -> None:
     # A child of this very process stays a zombie until waited for.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    proc = _children.get(pid)
+    if proc is not None and proc.poll() is not None:
+        del _children[pid]
 
 
 def probe(url: str, *, context: ssl.SSLContext | None = None, timeout_s: float = 2.0) -> bool:
