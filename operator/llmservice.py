@@ -49,7 +49,26 @@ def role_deployments(body: Mapping[str, Any]) -> dict[str, dict[str, Any] | None
     }
 
 
-def reconcile(body: kopf.Body, patch: kopf.Patch, *, announce: bool) -> None:
+def write(
+    body: kopf.Body, *, status: dict[str, Any] | None = None, spec: dict[str, Any] | None = None
+) -> None:
+    """Patch the status subresource and/or the spec directly (not through kopf's patch, so the
+    write happens here and now, in the order the code says)."""
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+    if spec:
+        k8s.patch(f"{GROUP}/{VERSION}", "LLMService", name, {"spec": spec}, namespace=namespace)
+    if status:
+        k8s.patch(
+            f"{GROUP}/{VERSION}",
+            "LLMService",
+            name,
+            {"status": status},
+            namespace=namespace,
+            subresource="status",
+        )
+
+
+def reconcile(body: kopf.Body, *, announce: bool) -> None:
     """Make the cluster match the spec and write the status; ``announce`` posts an event."""
     error = None
     try:
@@ -65,8 +84,9 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, *, announce: bool) -> None:
             kopf.info(body, reason="Applied", message=f"Deployments ({roles}), Service and PDB applied")
         for name in removed:
             kopf.info(body, reason="RoleRemoved", message=f"deleted Deployment {name}")
-    patch.status.update(
-        llm_status.status_patch(
+    write(
+        body,
+        status=llm_status.status_patch(
             body["spec"],
             role_deployments(body),
             name=body["metadata"]["name"],
@@ -74,13 +94,12 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, *, announce: bool) -> None:
             old_conditions=(body.get("status") or {}).get("conditions"),
             now=now_rfc3339(),
             error=error,
-        )
+        ),
     )
 
 
 def autoscale_step(
     body: kopf.Body,
-    patch: kopf.Patch,
     *,
     source: autoscale.MetricSource,
     recommender: autoscale.Recommender,
@@ -111,8 +130,7 @@ def autoscale_step(
     decision = recommender.decide(now=time.monotonic(), current=current, values=values, autoscaling=scaling)
     if decision.desired == current:
         return
-    patch.spec["replicas"] = decision.desired
-    patch.status["lastScaling"] = {
+    last = {
         "time": now_rfc3339(),
         "fromReplicas": current,
         "toReplicas": decision.desired,
@@ -121,6 +139,7 @@ def autoscale_step(
         "target": float(scaling["target"]),
         "reason": decision.reason,
     }
+    write(body, spec={"replicas": decision.desired}, status={"lastScaling": last})
     kopf.info(
         body,
         reason="Scaled",
@@ -136,14 +155,14 @@ def register(registry: kopf.OperatorRegistry, settings: LLMServiceSettings) -> N
 
     @kopf.on.create(GROUP, VERSION, PLURAL, id="apply", backoff=5, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="apply", backoff=5, registry=registry)
-    def on_change(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        reconcile(body, patch, announce=True)
+    def on_change(body: kopf.Body, **_: Any) -> None:
+        reconcile(body, announce=True)
 
     @kopf.timer(GROUP, VERSION, PLURAL, id="refresh", interval=settings.status_interval_s, registry=registry)
-    def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         # Re-applying is idempotent (server-side apply) and repairs objects someone deleted.
-        reconcile(body, patch, announce=False)
+        reconcile(body, announce=False)
         if "autoscaling" in body["spec"]:
             uid = body["metadata"]["uid"]
             recommender = recommenders.setdefault(uid, autoscale.Recommender())
-            autoscale_step(body, patch, source=memo.get("metric_source", source), recommender=recommender)
+            autoscale_step(body, source=memo.get("metric_source", source), recommender=recommender)

@@ -1,20 +1,18 @@
 """pytest fixtures for the operator's tests on the real control plane.
 
 A test module imports the ones it uses (``from fairpack_dev.operator_fixtures import ...``);
-they need a ``kubeconfig`` fixture (the path of an admin kubeconfig of the running cluster).
+they build on tests/cluster/conftest.py's ``api``, ``kubeconfig`` and ``namespace``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import pathlib
-import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from kubernetes import config, dynamic
+from kubernetes import client, dynamic
 
 from fairpack_dev import operator_process
 
@@ -24,9 +22,9 @@ Obj = dict[str, Any]
 class Kube:
     """A dynamic client with the few verbs the tests use, on plain dicts."""
 
-    def __init__(self, kubeconfig: str) -> None:
-        self.api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        self.dyn = dynamic.DynamicClient(self.api)  # type: ignore[no-untyped-call]
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.dyn = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
 
     def res(self, api_version: str, kind: str) -> Any:
         return self.dyn.resources.get(api_version=api_version, kind=kind)
@@ -72,23 +70,11 @@ class Kube:
             self.res(api_version, kind).delete(name=name, namespace=namespace)
 
 
-def wait_for(what: str, probe: Callable[[], Any], *, timeout_s: float = 60.0, every_s: float = 0.25) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail the test naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every_s)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
-
-
 @pytest.fixture(scope="session")
-def kube(kubeconfig: str) -> Kube:
-    """API access, with fairpack's CRDs applied."""
-    kube = Kube(kubeconfig)
-    operator_process.apply_crds(kube.api)
+def kube(api: client.ApiClient) -> Kube:
+    """API access on dicts, with fairpack's CRDs applied."""
+    kube = Kube(api)
+    operator_process.apply_crds(api)
     return kube
 
 
@@ -98,75 +84,20 @@ TEST_LABEL = "fairpack.io/test-namespace"
 
 
 @pytest.fixture
-def ns(kube: Kube) -> Iterator[str]:
-    """A fresh namespace, deleted afterwards with the fairpack objects of the test (Tenants
-    labelled with TEST_LABEL included). kopf's finalizers are removed first: the operator may
-    already be stopped, and it would then hold the deletion forever."""
-    name = f"op-{uuid.uuid4().hex[:8]}"
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    wait_for("the default service account", lambda: kube.get("v1", "ServiceAccount", "default", name))
+def ns(kube: Kube, namespace: str) -> Iterator[str]:
+    """The test's namespace; afterwards the fairpack objects of the test (Tenants labelled with
+    TEST_LABEL included) are deleted with kopf's finalizers removed first: the operator may be
+    stopped already, and would then hold the namespace's deletion forever."""
+    name = namespace
     yield name
     leftovers = [
         *((kind, o, name) for kind in ("LLMService", "SparkJob") for o in kube.list(FAIRPACK, kind, name)),
         *(("Tenant", o, None) for o in kube.list(FAIRPACK, "Tenant", selector=f"{TEST_LABEL}={name}")),
     ]
-    for kind, obj, namespace in leftovers:
+    for kind, obj, where in leftovers:
         obj_name = obj["metadata"]["name"]
-        kube.patch(FAIRPACK, kind, obj_name, {"metadata": {"finalizers": None}}, namespace=namespace)
-        kube.delete(FAIRPACK, kind, obj_name, namespace)
-    kube.delete("v1", "Namespace", name)
-
-
-@pytest.fixture
-def pool(kube: Kube, ns: str) -> Iterator[Callable[..., dict[str, str]]]:
-    """``pool(nodes=1, cpu="8", gpus="4")``: KWOK nodes of the test's own, labelled with a selector
-    (returned) that only this test uses; deleted afterwards."""
-    made: list[str] = []
-
-    def make(
-        *,
-        nodes: int = 1,
-        cpu: str = "8",
-        memory: str = "64Gi",
-        gpus: str = "4",
-        labels: Mapping[str, str] | None = None,
-    ) -> dict[str, str]:
-        selector = {"fairpack.io/test-pool": ns}
-        for _ in range(nodes):
-            name = f"{ns}-node-{len(made)}"
-            amounts = {"cpu": cpu, "memory": memory, "pods": "110", "nvidia.com/gpu": gpus}
-            kube.create(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "metadata": {
-                        "name": name,
-                        "annotations": {"kwok.x-k8s.io/node": "fake"},
-                        "labels": {
-                            **selector,
-                            **(labels or {}),
-                            "kubernetes.io/hostname": name,
-                            "type": "kwok",
-                        },
-                    },
-                    "spec": {
-                        "taints": [{"key": "fairpack.io/test-pool", "value": ns, "effect": "NoSchedule"}]
-                    },
-                    "status": {"allocatable": amounts, "capacity": amounts},
-                }
-            )
-            made.append(name)
-        wait_for("the pool's nodes Ready", lambda: all(_ready(kube.get("v1", "Node", n)) for n in made))
-        return selector
-
-    yield make
-    for name in made:
-        kube.delete("v1", "Node", name)
-
-
-def _ready(node: Obj | None) -> bool:
-    conditions = ((node or {}).get("status") or {}).get("conditions") or ()
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        kube.patch(FAIRPACK, kind, obj_name, {"metadata": {"finalizers": None}}, namespace=where)
+        kube.delete(FAIRPACK, kind, obj_name, where)
 
 
 @pytest.fixture
