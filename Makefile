@@ -63,7 +63,7 @@ cluster-down: $(VENV)/.installed  ## stop the local control plane and remove its
 	$(PY) -m fairpack_dev.cluster down
 
 demo: $(VENV)/.installed binaries  ## the main job: local cluster, 100 GPU nodes, fairpack, sample workloads
-	$(PY) -m fairpack_dev.demo
+	$(PY) -m fairpack_dev.demo $(DEMO_ARGS)
 
 manifests: $(VENV)/.installed binaries  ## regenerate manifests/fairpack.yaml and the chart's Grafana dashboard
 	$(PY) -m fairpack_dev.dashboard
