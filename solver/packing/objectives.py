@@ -34,6 +34,10 @@ class Goal:
     """The best value ``primary`` can possibly have, if known cheaply (maximising goals)."""
     ranked: bool = True
     """Part of what an OPTIMAL plan claims (False: a best-effort tie-breaker)."""
+    weight: int = 1
+    """Share of the remaining window, relative to the later stages'. Tier stages get more: they
+    decide what the plan is worth, and disturbance and fragmentation stages, warm-started from a
+    packing that already fixes most of them, are usually proven in a few tens of milliseconds."""
 
 
 def goals(m: PackingModel) -> list[Goal]:
@@ -43,7 +47,9 @@ def goals(m: PackingModel) -> list[Goal]:
         lower = [c for c, cls in enumerate(m.classes) if cls.priority < p]
         secondary = cp_model.LinearExpr.sum([m.placed(c) for c in lower])
         scale = 1 + sum(len(m.classes[c].members) for c in lower)
-        found.append(Goal(f"priority {p}", placed_at(m, p), True, secondary, scale, placed_bound(m, p)))
+        found.append(
+            Goal(f"priority {p}", placed_at(m, p), True, secondary, scale, placed_bound(m, p), weight=4)
+        )
     found.append(Goal("disturbance", disturbance(m), False))
     if m.gpu_used:
         found.append(Goal("fragmentation", fragmentation(m), False, ranked=False))

@@ -116,11 +116,13 @@ def _stages(
         if progress is not None:
             progress(goal.name, number, len(goals))
         value = hinted[number - 1]
-        if goal.trivial is not None and value >= goal.trivial:
+        if _met(goal, value):
             model.cp.add(goal.primary >= value)  # the hint places every pod of this priority it could
-            stages.append(plans.Stage(goal.name, "BOUND", value, goal.trivial, 0.0, goal.ranked))
+            stages.append(plans.Stage(goal.name, "BOUND", value, value, 0.0, goal.ranked))
             continue
-        budget = (deadline - time.monotonic()) / (len(goals) - number + 1)
+        later = zip(goals[number - 1 :], hinted[number - 1 :], strict=True)
+        weights = sum(g.weight for g, v in later if not _met(g, v))
+        budget = (deadline - time.monotonic()) * goal.weight / weights
         stage, solution = _run(model, goal, budget=budget, settings=settings)
         stages.append(stage)
         if solution is not None:
@@ -153,6 +155,11 @@ class _Watch(cp_model.CpSolverSolutionCallback):
         return round(bound) // scale >= round(value) // scale
 
 
+def _met(goal: objectives.Goal, value: int) -> bool:
+    """The goal's trivial bound is reached: no stage needed."""
+    return goal.trivial is not None and value >= goal.trivial
+
+
 def _run(
     model: PackingModel, goal: objectives.Goal, *, budget: float, settings: Settings
 ) -> tuple[plans.Stage, inst.Assignment | None]:
@@ -181,9 +188,10 @@ def _run(
         round(solver.best_objective_bound) // goal.scale,
     )
     proven = status == cp_model.OPTIMAL or watch.settled(solver.objective_value, solver.best_objective_bound)
-    solution = model.decode(solver.value)
     variables = model.variables()
-    set_hint(model.cp, dict(zip(variables, solver.values(variables).tolist(), strict=True)))
+    values = dict(zip(variables, solver.values(variables).tolist(), strict=True))
+    solution = model.decode(values.__getitem__)
+    set_hint(model.cp, values)
     return plans.Stage(
         goal.name, "OPTIMAL" if proven else "FEASIBLE", value, bound, solver.wall_time, goal.ranked
     ), solution
