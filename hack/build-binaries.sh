@@ -16,6 +16,18 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 
 log() { printf '[build-binaries] %s\n' "$*" >&2; }
 
+# Run a command with its output (go's "downloading ..." chatter) appended to LOG; on failure
+# print the log's tail, so errors stay visible.
+#   quiet LOG COMMAND...
+quiet() {
+  local logfile="$1"; shift
+  if ! "$@" >>"$logfile" 2>&1; then
+    log "failed: $* (last lines of $logfile:)"
+    tail -n 30 "$logfile" >&2
+    return 1
+  fi
+}
+
 # Run a build into a scratch dir and move it into place only when it succeeded, so an
 # interrupted build never leaves a half-filled cache entry behind.
 publish() {
@@ -41,11 +53,11 @@ wrapper_build() {
     go mod init fairpack.local/build >/dev/null 2>&1
     # shellcheck disable=SC2086
     [ -z "$edits" ] || go mod edit $edits
-    for spec in "$@"; do go get -tool "${spec#*=}@$v" >/dev/null; done
+    for spec in "$@"; do quiet "$work/build.log" go get -tool "${spec#*=}@$v"; done
     mkdir out
     for spec in "$@"; do
       log "  go build ${spec%%=*}"
-      go build -trimpath -ldflags "-s -w $ldflags" -o "out/${spec%%=*}" "${spec#*=}"
+      quiet "$work/build.log" go build -trimpath -ldflags "-s -w $ldflags" -o "out/${spec%%=*}" "${spec#*=}"
     done
   )
   publish "$dest" "$work/out"
@@ -88,7 +100,7 @@ build_module_binary() {
   log "building $name $v"
   local scratch="$cache/src/$name-$v.out"
   rm -rf "$scratch" && mkdir -p "$scratch"
-  GOBIN="$scratch" go install -trimpath -ldflags "-s -w" "$pkg@$v"
+  GOBIN="$scratch" quiet "$cache/src/$name-$v.log" go install -trimpath -ldflags "-s -w" "$pkg@$v"
   publish "$dest" "$scratch"
 }
 
