@@ -6,7 +6,9 @@ expected free GPU capacity that a task drawn from the workload could not use:
 - a task the node cannot host at all (too little cpu or memory left, too few whole GPUs for a
   multi-GPU task) finds every free GPU of the node useless;
 - otherwise a whole-GPU task cannot use what is free on partly used GPUs, and a MIG task cannot
-  use a whole-mode GPU, nor the free slots of a MIG GPU where its profile has no free start.
+  use a whole-mode GPU, nor the free slots of a MIG GPU where its profile has no free start;
+  where it has one, the slots that no profile of the workload could ever take (MIG's geometry
+  strands them: a 4g and a 2g leave slots 6-7 to profiles that start there) are fragments too.
 
 Placing a pod changes the node's fragmentation; the FGD policy places where it grows least.
 Capacity is counted in GPUs: a MIG memory slot is ``1 / MIG_SLOTS`` of a GPU.
@@ -82,25 +84,32 @@ def gpu_fragments(key: occ.NodeKey, workload: Workload) -> tuple[float, list[flo
     free = sum(occ.gpu_capacity(g) for g in gpus)
     whole_free = sum(1 for kind, held, _ in gpus if kind != occ.Kind.STATIC and held == 0)
     gpu_model = gpumodels.by_name(model_name) if model_name else None
+    classes = [t.mig_class for t in workload.types if t.mig_class >= 0]
     fragments = []
     for task in workload.types:
         if task.whole:
             fragments.append(free if whole_free < task.whole else free - whole_free)
         else:
-            fragments.append(sum(_mig_fragment(g, task.mig_class, gpu_model) for g in gpus))
+            fragments.append(sum(_mig_fragment(g, task.mig_class, classes, gpu_model) for g in gpus))
     return free, fragments
 
 
-def _mig_fragment(gpu: occ.GpuKey, cls: int, gpu_model: gpumodels.GpuModel | None) -> float:
+def _mig_fragment(
+    gpu: occ.GpuKey, cls: int, classes: list[int], gpu_model: gpumodels.GpuModel | None
+) -> float:
+    """Free capacity of one GPU that a MIG task of class ``cls`` cannot use, in GPUs."""
     kind, held, layout = gpu
     if kind == occ.Kind.WHOLE or gpu_model is None:
         return occ.gpu_capacity(gpu)
     if kind == occ.Kind.STATIC:
         return sum(occ.gpu_capacity((kind, held, ((c, s),))) for c, s in layout if c != cls)
-    profile = gpu_model.mig_profiles[cls]
+    if not mig.fits(gpu_model.mig_profiles[cls], held):
+        return occ.gpu_capacity(gpu)
     usable = 0
-    for start in mig.free_starts(profile, held):
-        usable |= mig.mask(profile, start)
+    for c in classes:
+        profile = gpu_model.mig_profiles[c]
+        for start in mig.free_starts(profile, held):
+            usable |= mig.mask(profile, start)
     return (mig.FULL & ~held & ~usable).bit_count() / gpumodels.MIG_SLOTS
 
 

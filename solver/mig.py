@@ -50,6 +50,7 @@ def used_mask(gpu_model: gpumodels.GpuModel, instances: Iterable[model.MigInstan
     return held
 
 
+@functools.cache
 def free_starts(profile: gpumodels.MigProfile, used: int) -> tuple[int, ...]:
     """Starts at which ``profile`` fits in a GPU whose held slots are ``used``."""
     return tuple(s for s in profile.starts if not mask(profile, s) & used)

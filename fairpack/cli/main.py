@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from fairpack import __version__
 
 # Imported lazily so that `fairpack simulate` never pays for the Kubernetes client.
-COMMANDS: tuple[str, ...] = ("plan", "simulate", "status")
+COMMANDS: tuple[str, ...] = ("plan", "replay", "simulate", "status")
 
 Handler = Callable[[argparse.Namespace], int]
 
