@@ -174,11 +174,8 @@ def test_a_service_that_cannot_run_is_degraded_with_the_reason(
 ) -> None:
     run_operator()
     kube.create(llm(ns, priorityClassName="no-such-class"))
-    degraded = wait_for(
-        lambda: (c := condition(kube, ns, "llm", "Degraded")).get("status") == "True" and c,
-        60,
-        what="Degraded=True",
-    )
+    wait_for(lambda: condition(kube, ns, "llm", "Degraded").get("status") == "True", 60, what="Degraded=True")
+    degraded = condition(kube, ns, "llm", "Degraded")
     assert degraded["reason"] == "DeploymentFailing"
     assert "no-such-class" in degraded["message"]
     assert condition(kube, ns, "llm", "Ready")["status"] == "False"

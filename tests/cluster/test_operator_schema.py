@@ -81,7 +81,7 @@ def test_malformed_resource_is_rejected_naming_the_field(
     body = {"apiVersion": FAIRPACK, "kind": kind, "metadata": {"name": "bad", "namespace": ns}, "spec": spec}
     with pytest.raises(exceptions.UnprocessibleEntityError) as refused:
         kube.create(body)
-    message = refused.value.summary()
+    message = refused.value.summary()  # type: ignore[no-untyped-call]
     assert field in message
     assert says in message
 
@@ -95,7 +95,7 @@ def test_tenant_weight_must_be_positive(kube: Kube) -> None:
     }
     with pytest.raises(exceptions.UnprocessibleEntityError) as refused:
         kube.create(body)
-    assert "spec.weight" in refused.value.summary()
+    assert "spec.weight" in refused.value.summary()  # type: ignore[no-untyped-call]
 
 
 def test_sparkjob_spec_cannot_change_after_submission(kube: Kube, ns: str) -> None:
@@ -108,7 +108,7 @@ def test_sparkjob_spec_cannot_change_after_submission(kube: Kube, ns: str) -> No
     kube.create(body)
     with pytest.raises(exceptions.UnprocessibleEntityError) as refused:
         kube.patch(FAIRPACK, "SparkJob", "job", {"spec": {"user": "v"}}, namespace=ns)
-    assert "immutable" in refused.value.summary()
+    assert "immutable" in refused.value.summary()  # type: ignore[no-untyped-call]
 
 
 def test_defaults_are_filled_in_by_the_api_server(kube: Kube, ns: str) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fairpack.operator import fallback
+from fairpack.operator import admission, fallback
 from fairpack.solver import labels, packing
 from fairpack.solver.packing import instance as inst
 
@@ -61,7 +61,7 @@ def pending(
     ],
 )
 def test_only_our_pods_unschedulable_past_the_delay_are_stuck(pod: dict[str, Any], is_stuck: bool) -> None:
-    now = fallback.admission.seconds("2027-01-15T08:00:30Z") or 0.0
+    now = admission.seconds("2027-01-15T08:00:30Z") or 0.0
     assert (fallback.stuck([pod], now=now, delay_s=30.0) == [pod]) is is_stuck
 
 

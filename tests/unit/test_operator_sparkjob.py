@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fairpack.operator import admission, resources, spark_pods, tenant
+from fairpack.operator import admission, resources, settings, spark_pods, tenant
 from fairpack.solver import labels
 
 
@@ -143,7 +143,7 @@ def test_decide_walks_the_uwfq_order_and_takes_what_fits() -> None:
         queued("b1", "b", "2026-01-01T00:00:02Z"),
     ]
     snap = snapshot(bodies, TENANTS)
-    queue, _ = admission.rebuild(snap, admission.AdmissionSettings())
+    queue, _ = admission.rebuild(snap, settings.AdmissionSettings())
     assert [j.split("-")[1] for j in queue.waiting()] == ["b1", "a1", "a2"]
     # Each job needs 3 cores; 9 are free: all three fit. With 6 free, the first two in order.
     chosen = admission.decide(snap, queue, resources.Resources(cpu=6, memory=1e12))
@@ -153,7 +153,7 @@ def test_decide_walks_the_uwfq_order_and_takes_what_fits() -> None:
 def test_decide_skips_a_tenant_over_its_quota_without_blocking_others() -> None:
     bodies = [queued("b1", "b", "2026-01-01T00:00:00Z"), queued("a1", "a", "2026-01-01T00:00:01Z")]
     snap = snapshot(bodies, {**TENANTS, "b": tenant.Tenant("b", 2.0, frozenset(), None, quota_cores=2.0)})
-    queue, _ = admission.rebuild(snap, admission.AdmissionSettings())
+    queue, _ = admission.rebuild(snap, settings.AdmissionSettings())
     chosen = admission.decide(snap, queue, resources.Resources(cpu=100, memory=1e12))
     assert [j.name for j in chosen] == ["a1"]
 
