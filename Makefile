@@ -47,6 +47,7 @@ typecheck: $(VENV)/.installed
 lint: $(VENV)/.installed typecheck  ## ruff, mypy (strict) and the layer contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	for script in hack/*.sh; do bash -n "$$script"; done
 	$(call package-tree,.build/imports,cp -r)
 	cd .build/imports && $(CURDIR)/$(VENV)/bin/lint-imports --config $(CURDIR)/pyproject.toml --no-cache --no-logo
 
