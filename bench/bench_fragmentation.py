@@ -33,11 +33,12 @@ from rich.table import Table
 from fairpack.solver import gpumodels, labels, model, openb, policies, replay
 
 OPENB = Path("/work/shared/data/openb")
+"""Where the openb CSVs are (the trace may not be shipped inside the product); ``--openb`` overrides."""
 BASELINES = ("least-allocated", "best-fit", "first-fit")
 
 
-def openb_rows(name: str) -> list[dict[str, str]]:
-    with (OPENB / name).open(newline="") as f:
+def openb_rows(folder: Path, name: str) -> list[dict[str, str]]:
+    with (folder / name).open(newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -142,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--openb", type=Path, default=OPENB, help="folder of the openb CSVs")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args(argv)
     console = Console(width=130)  # the table is wider than a pipe's default 80 columns
@@ -158,11 +160,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "s",
     ):
         table.add_column(column, justify="left" if column in ("case", "policy") else "right")
-    nodes = openb.nodes_from_rows(openb_rows("openb_node_list_gpu_node.csv"))
+    nodes = openb.nodes_from_rows(openb_rows(args.openb, "openb_node_list_gpu_node.csv"))
     gpus = float(sum(len(n.gpus) for n in nodes))
     figures: dict[str, dict[str, object]] = {}
     for trace in ("default", "multigpu50"):
-        tasks = openb.pods_from_rows(openb_rows(f"openb_pod_list_{trace}.csv"))
+        tasks = openb.pods_from_rows(openb_rows(args.openb, f"openb_pod_list_{trace}.csv"))
         for target in (1.0, 1.3):
             pods = openb.inflate(tasks, gpus=gpus, target=target, seed=args.seed)
             case = f"openb {trace} {target:.0%}"

@@ -105,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
         gpus = float(sum(len(n.gpus) for n in nodes))
         pods = openb.inflate(pods, gpus=gpus, target=args.inflate, seed=args.seed)
     dynamic = args.dynamic_mig if args.dynamic_mig is not None else args.nodes.suffix == ".csv"
-    results = replay_all(nodes, pods, names, settings=replay.Settings(dynamic_mig=dynamic), console=err)
+    try:
+        results = replay_all(nodes, pods, names, settings=replay.Settings(dynamic_mig=dynamic), console=err)
+    except ValueError as exc:  # a pod asking for a MIG profile no GPU model has
+        err.print(f"[red]cannot replay: {exc}")
+        return 2
     if args.output == "json":
         sys.stdout.write(json.dumps(as_json(results), indent=2) + "\n")
     else:

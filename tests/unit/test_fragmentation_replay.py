@@ -293,3 +293,7 @@ def test_replay_reads_kubernetes_lists_and_rejects_unknown_policies(
     assert cli.main(args) == 0
     assert json.loads(capsys.readouterr().out)["policies"]["fairpack"]["placed"] == 1
     assert cli.main([*args[:-1], "fairpack,round-robin"]) == 2
+    items[1]["spec"]["containers"][0]["resources"]["limits"] = {"nvidia.com/mig-9g.99gb": "1"}
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    assert cli.main(args) == 2
+    assert "no GPU model has a MIG profile '9g.99gb'" in capsys.readouterr().err
