@@ -5,7 +5,8 @@
                 continues exactly where the last one stopped);
 2. follow     - move admitted jobs along their driver pod's phase (Running, Succeeded, Failed)
                 and delete the executors of finished jobs;
-3. submit     - give new jobs their arrival time, size estimate and demand (written to status);
+3. submit     - give new jobs whose pods all exist (gated) their arrival time, size estimate and
+                demand (written to status);
 4. decide     - rebuild the UWFQ queue from the facts and walk it in order, taking each job
                 whose pods fit the free capacity and its tenant's quota (work conserving);
 5. admit      - one by one: record the admission in the job's status first, then lift the
@@ -88,6 +89,10 @@ class Job:
     def template(self) -> str:
         """What the estimator learns sizes by: the user's application."""
         return f"{self.spec['user']}/{self.spec.get('mainClass') or self.spec['mainApplicationFile']}"
+
+    def pod_count(self) -> int:
+        """The driver and the executors."""
+        return 1 + int(self.spec.get("executor", {}).get("instances", 2))
 
     def requests(self) -> Resources:
         """Driver plus all executors."""
@@ -226,6 +231,8 @@ def submit(
     for job in snap.jobs:
         if job.status.get("submittedAt") or job.phase in FINISHED:
             continue
+        if len(snap.job_pods(job)) < job.pod_count():
+            continue  # its pods are still being created (kopf's handler finishes them first)
         reason = admissibility(job, snap.tenants, total)
         if reason is not None:
             if job.status.get("message") != reason:

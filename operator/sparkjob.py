@@ -31,8 +31,8 @@ def register(registry: kopf.OperatorRegistry, settings: AdmissionSettings) -> No
     @kopf.on.create(GROUP, VERSION, PLURAL, id="pods", backoff=5, registry=registry)
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="pods", backoff=5, registry=registry)
     def on_create(body: kopf.Body, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
-        if status.get("phase") in FINISHED or status.get("admittedAt"):
-            return  # admitted jobs' pods may be gone on purpose (finished executors)
+        if status.get("phase") in FINISHED:
+            return  # a finished job's executors are gone on purpose
         created = ensure_pods(body, pool=pool)
         metrics.RECONCILES.labels("SparkJob", "ok").inc()
         if created:

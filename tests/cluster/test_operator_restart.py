@@ -1,0 +1,128 @@
+"""The operator killed (SIGKILL) in the middle of reconciling and started again: every object it
+owns exists exactly once, owned by a live resource, and the work carries on."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fairpack_dev.operator_fixtures import FAIRPACK, TEST_LABEL, Kube, kube, ns, run_operator
+from fairpack_dev.testkit import wait_for
+
+pytestmark = pytest.mark.cluster
+__all__ = ["kube", "ns", "run_operator"]
+
+JOBS, EXECUTORS, SERVICES = 4, 15, 3
+
+
+def sparkjob(ns: str, name: str, tenant: str) -> dict[str, Any]:
+    return {
+        "apiVersion": FAIRPACK,
+        "kind": "SparkJob",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "tenant": tenant,
+            "user": "u",
+            "mainApplicationFile": "local:///app.jar",
+            "driver": {"cores": 1, "memory": "256Mi"},
+            "executor": {"instances": EXECUTORS, "cores": 1, "memory": "256Mi"},
+            "estimatedSeconds": 60,
+        },
+    }
+
+
+def llmservice(ns: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": FAIRPACK,
+        "kind": "LLMService",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "model": {"name": "m", "image": "vllm/vllm-openai:v0.6.4"},
+            "replicas": 1,
+            "gpu": {"count": 1},
+            "resources": {"cpu": "1", "memory": "1Gi"},
+            "prefill": {"replicas": 1, "gpu": {"count": 1}},
+        },
+    }
+
+
+def owners(obj: dict[str, Any]) -> list[str]:
+    return [ref["uid"] for ref in obj["metadata"].get("ownerReferences") or ()]
+
+
+def test_a_killed_operator_leaves_no_duplicate_or_orphaned_objects(
+    kube: Kube, ns: str, gpu_nodes: Callable[..., Any], run_operator: Callable[..., Any]
+) -> None:
+    group = gpu_nodes("h100", count=1, taint=False)
+    tenant = f"{ns}-t"
+    kube.create(
+        {"apiVersion": FAIRPACK, "kind": "Tenant", "metadata": {"name": tenant, "labels": {TEST_LABEL: ns}}}
+    )
+    pool = ",".join(f"{k}={v}" for k, v in group.selector.items())
+    first = run_operator(FAIRPACK_ADMISSION_POOL=pool)
+    for i in range(SERVICES):
+        kube.create(llmservice(ns, f"llm-{i}"))
+    for i in range(JOBS):
+        kube.create(sparkjob(ns, f"job-{i}", tenant))
+
+    total = JOBS * (EXECUTORS + 1)
+    wait_for(
+        lambda: 0 < len(kube.list("v1", "Pod", ns, "fairpack.io/sparkjob")) < total,
+        60,
+        what="the operator in the middle of creating the jobs' pods",
+    )
+    first.kill()
+    run_operator(FAIRPACK_ADMISSION_POOL=pool)
+
+    jobs = {j["metadata"]["uid"]: j["metadata"]["name"] for j in kube.list(FAIRPACK, "SparkJob", ns)}
+    wait_for(
+        lambda: len(kube.list("v1", "Pod", ns, "fairpack.io/sparkjob")) >= total,
+        90,
+        what="every job's pods after the restart",
+    )
+    pods = kube.list("v1", "Pod", ns, "fairpack.io/sparkjob")
+    per_job = Counter(jobs.get(owners(p)[0], "orphan") for p in pods)
+    assert per_job == dict.fromkeys(jobs.values(), EXECUTORS + 1)
+
+    services = {s["metadata"]["uid"]: s["metadata"]["name"] for s in kube.list(FAIRPACK, "LLMService", ns)}
+
+    def role_deployments() -> Counter[str]:
+        return Counter(
+            services.get(owners(d)[0], "orphan")
+            for d in kube.list("apps/v1", "Deployment", ns, "fairpack.io/llmservice")
+        )
+
+    wait_for(
+        lambda: role_deployments() == dict.fromkeys(services.values(), 2),
+        60,
+        what="one prefill and one decode Deployment per LLMService",
+    )
+    for api_version, kind in (("v1", "Service"), ("policy/v1", "PodDisruptionBudget")):
+        found = Counter(
+            services.get(owners(o)[0], "orphan")
+            for o in kube.list(api_version, kind, ns, "fairpack.io/llmservice")
+        )
+        assert found == dict.fromkeys(services.values(), 1), kind
+    replica_sets = kube.list("apps/v1", "ReplicaSet", ns)
+    assert len(replica_sets) == 2 * SERVICES
+
+    # The queue carries on: every job is queued with its facts, and the ones admitted have
+    # their gates lifted.
+    def queued_or_admitted() -> bool:
+        statuses = [j.get("status") or {} for j in kube.list(FAIRPACK, "SparkJob", ns)]
+        return all(s.get("submittedAt") for s in statuses) and any(s.get("admittedAt") for s in statuses)
+
+    wait_for(queued_or_admitted, 60, what="every job submitted and some admitted")
+    for job in kube.list(FAIRPACK, "SparkJob", ns):
+        if (job.get("status") or {}).get("admittedAt"):
+            name = job["metadata"]["name"]
+            wait_for(
+                lambda name=name: all(
+                    not p["spec"].get("schedulingGates")
+                    for p in kube.list("v1", "Pod", ns, f"fairpack.io/sparkjob={name}")
+                ),
+                30,
+                what=f"{name}'s gates lifted",
+            )
