@@ -127,6 +127,8 @@ class Table:
         self._memory = _position(occupancy.resources, "memory")
         self._free = np.zeros(0, dtype=np.float64)
         self._fragments = np.zeros((0, len(types)), dtype=np.float64)
+        self._current = np.zeros(len(occupancy.nodes), dtype=np.float64)
+        self._seen = np.full(len(occupancy.nodes), -1, dtype=np.int64)
 
     def rows(self, key_ids: occ.IntArray) -> tuple[occ.FloatArray, occ.FloatArray]:
         """(free capacity, fragment per type) for each key id."""
@@ -152,6 +154,14 @@ class Table:
                 left = left - extra[position]
             hosts &= left[:, None] >= need[None, :]
         return np.asarray(np.where(hosts, fragments, free[:, None]) @ self.weights, dtype=np.float64)
+
+    def now(self, nodes: occ.IntArray) -> occ.FloatArray:
+        """Fragmentation of ``nodes`` as they are (cached per node until it changes)."""
+        stale = nodes[self._seen[nodes] != self.occupancy.changes[nodes]]
+        if len(stale):
+            self._current[stale] = self.of(self.occupancy.key_id[stale], stale)
+            self._seen[stale] = self.occupancy.changes[stale]
+        return self._current[nodes]
 
     def total(self) -> float:
         """Fragmented GPUs of the whole cluster (expected, over the workload)."""

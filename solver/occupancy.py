@@ -18,6 +18,7 @@ scorers can compute once per key what does not depend on cpu and memory.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -130,6 +131,8 @@ class Occupancy:
         self.free_whole: IntArray = np.zeros(len(nodes), dtype=np.int64)
         self.mig_ok: BoolArray = np.zeros((len(nodes), PROFILE_CLASSES), dtype=np.bool_)
         self.key_id: IntArray = np.zeros(len(nodes), dtype=np.int64)
+        self.changes: IntArray = np.zeros(len(nodes), dtype=np.int64)
+        """Times each node changed: lets scorers cache per-node values until it changes."""
         self.keys: list[NodeKey] = []
         self._key_ids: dict[NodeKey, int] = {}
         self._eligible: dict[tuple[object, ...], BoolArray] = {}
@@ -258,14 +261,12 @@ class Occupancy:
         return found
 
     def _refresh(self, i: int) -> None:
-        held = self.held[i]
-        self.key_id[i] = self.intern(self._key(i, held))
+        self.changes[i] += 1
+        key = self._key(i, self.held[i])
+        self.key_id[i] = self.intern(key)
         self.free_whole[i] = len(self._whole_free(i))
-        self.gpu_free[i] = sum(
-            gpu_capacity((k, h, lay)) for k, h, lay in zip(self.kinds[i], held, self.layouts[i], strict=True)
-        )
-        for cls in range(PROFILE_CLASSES):
-            self.mig_ok[i, cls] = bool(self.mig_options(i, cls))
+        self.gpu_free[i] = sum(gpu_capacity(g) for g in key[1])
+        self.mig_ok[i] = np.any([_takes(g) for g in key[1]], axis=0) if key[1] else False
 
     def _eligible_mask(self, pod: model.Pod) -> BoolArray:
         signature = (
@@ -280,6 +281,18 @@ class Occupancy:
             found = np.array([model.pod_fits_node_statically(pod, n) for n in self.nodes], dtype=np.bool_)
             self._eligible[signature] = found
         return found
+
+
+@functools.cache
+def _takes(gpu: GpuKey) -> tuple[bool, ...]:
+    """Per profile class, whether a GPU in state ``gpu`` can take a new instance of it."""
+    kind, held, layout = gpu
+    if kind == Kind.STATIC:
+        free = {c for c, s in layout if not _mask(c, s) & held}
+        return tuple(c in free for c in range(PROFILE_CLASSES))
+    if kind == Kind.DYNAMIC:
+        return tuple(mig.fits(_profile(c), held) for c in range(PROFILE_CLASSES))
+    return (False,) * PROFILE_CLASSES
 
 
 def _is_gpu_resource(name: str) -> bool:

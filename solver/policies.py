@@ -126,7 +126,7 @@ class Fgd:
             for k, f in zip(unique, first, strict=True)
         ]
         after = np.array([c[0] for c in choices], dtype=np.int64)[where]
-        growth = self.table.of(after, candidates, demand.requests) - self.table.of(ids, candidates)
+        growth = self.table.of(after, candidates, demand.requests) - self.table.now(candidates)
         # Ties (common: most placements leave every task type as able as before) go to the node
         # with the least GPU capacity left, then the least cpu: pack, keep empty nodes empty.
         best = int(np.lexsort((candidates, occupancy.gpu_free[candidates], np.round(growth, 9)))[0])
