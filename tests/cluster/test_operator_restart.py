@@ -115,14 +115,18 @@ def test_a_killed_operator_leaves_no_duplicate_or_orphaned_objects(
         return all(s.get("submittedAt") for s in statuses) and any(s.get("admittedAt") for s in statuses)
 
     wait_for(queued_or_admitted, 60, what="every job submitted and some admitted")
-    for job in kube.list(FAIRPACK, "SparkJob", ns):
-        if (job.get("status") or {}).get("admittedAt"):
-            name = job["metadata"]["name"]
-            wait_for(
-                lambda name=name: all(
-                    not p["spec"].get("schedulingGates")
-                    for p in kube.list("v1", "Pod", ns, f"fairpack.io/sparkjob={name}")
-                ),
-                30,
-                what=f"{name}'s gates lifted",
-            )
+
+    def gated_admitted_pods() -> list[str]:
+        admitted = {
+            j["metadata"]["name"]
+            for j in kube.list(FAIRPACK, "SparkJob", ns)
+            if (j.get("status") or {}).get("admittedAt")
+        }
+        return [
+            p["metadata"]["name"]
+            for p in kube.list("v1", "Pod", ns, "fairpack.io/sparkjob")
+            if p["metadata"]["labels"]["fairpack.io/sparkjob"] in admitted
+            and p["spec"].get("schedulingGates")
+        ]
+
+    wait_for(lambda: gated_admitted_pods() == [], 30, what="the gates of admitted jobs' pods lifted")
