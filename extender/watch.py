@@ -1,0 +1,166 @@
+"""The extender's link to the API server: list+watch of Nodes and Pods into the view, and binding.
+
+Informer-style, one thread per kind: list (which gives a resourceVersion), then watch from it,
+resuming from the last event's resourceVersion when a watch call ends; a 410 Gone (the version
+is too old) or any other error re-lists after a short pause. The thread exits when ``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from fairpack.extender import view as cv
+from fairpack.solver import model
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 1.0
+
+
+def api_client(kubeconfig: str | None) -> client.ApiClient:
+    """A client from ``kubeconfig``, else $KUBECONFIG / ~/.kube/config, else the in-cluster account."""
+    try:
+        api: client.ApiClient = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        return api
+    except config.ConfigException:
+        if kubeconfig is not None:
+            raise
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+
+
+class Watcher:
+    """Keeps ``view`` in step with the cluster's Nodes and Pods until :meth:`stop`."""
+
+    def __init__(self, api: client.ApiClient, view: cv.ClusterView, *, timeout_s: int) -> None:
+        self.core = client.CoreV1Api(api)
+        self.view = view
+        self.timeout_s = timeout_s
+        self._stop = threading.Event()
+        self._listed = {"Node": threading.Event(), "Pod": threading.Event()}
+        self._threads = [
+            threading.Thread(target=self._run, args=(kind,), name=f"watch-{kind}", daemon=True)
+            for kind in self._listed
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _list_call(self, kind: str) -> Callable[..., Any]:
+        return self.core.list_node if kind == "Node" else self.core.list_pod_for_all_namespaces
+
+    def _run(self, kind: str) -> None:
+        while not self._stop.is_set():
+            try:
+                version = self._list(kind)
+                self._watch(kind, version)
+            except client.ApiException as error:
+                if error.status != 410:
+                    log.warning("watch of %ss failed (%s %s); re-listing", kind, error.status, error.reason)
+            except Exception:
+                log.exception("watch of %ss failed; re-listing", kind)
+            self._stop.wait(RETRY_S)
+
+    def _list(self, kind: str) -> str:
+        # Raw JSON: the view reads dicts, and skipping the client's models makes big lists cheap.
+        listed = json.loads(self._list_call(kind)(_preload_content=False).data)
+        items = listed.get("items") or []
+        with self.view.lock:
+            if kind == "Node":
+                current = {str(i["metadata"]["name"]) for i in items}
+                for name in set(self.view.nodes) - current:
+                    self.view.delete_node(name)
+                for item in items:
+                    self.view.upsert_node(item)
+            else:
+                current = {str(i["metadata"]["uid"]) for i in items}
+                for uid in set(self.view.pods) - current:
+                    self.view.delete_pod(uid)
+                for item in items:
+                    self.view.upsert_pod(item)
+            self._listed[kind].set()
+            if all(e.is_set() for e in self._listed.values()):
+                self.view.synced = True
+            self.view.touch()
+        log.info(
+            "listed %d %ss at resourceVersion %s", len(items), kind, listed["metadata"]["resourceVersion"]
+        )
+        return str(listed["metadata"]["resourceVersion"])
+
+    def _watch(self, kind: str, version: str) -> None:
+        while not self._stop.is_set():
+            stream = watch.Watch()  # type: ignore[no-untyped-call]
+            for event in stream.stream(  # type: ignore[no-untyped-call]
+                self._list_call(kind),
+                resource_version=version,
+                timeout_seconds=self.timeout_s,
+                allow_watch_bookmarks=True,
+                _preload_content=False,
+            ):
+                obj = event["raw_object"]
+                if event["type"] == "ERROR":
+                    raise client.ApiException(status=obj.get("code", 500), reason=obj.get("message", ""))
+                version = obj["metadata"]["resourceVersion"]
+                self._apply(kind, event["type"], obj)
+                if self._stop.is_set():
+                    stream.stop()  # type: ignore[no-untyped-call]
+                    return
+
+    def _apply(self, kind: str, kind_of_event: str, obj: dict[str, Any]) -> None:
+        self.view.touch()
+        if kind_of_event == "BOOKMARK":
+            return
+        if kind == "Node":
+            if kind_of_event == "DELETED":
+                self.view.delete_node(obj["metadata"]["name"])
+            else:
+                self.view.upsert_node(obj)
+        elif kind_of_event == "DELETED":
+            self.view.delete_pod(obj["metadata"]["uid"])
+        else:
+            self.view.upsert_pod(obj)
+
+
+class Binder:
+    """Writes a placement: the device annotations on the pod, then the Binding."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api)
+
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        pod = self.core.read_namespaced_pod(name, namespace)
+        result: dict[str, Any] = self.core.api_client.sanitize_for_serialization(pod)
+        return result
+
+    def bind(self, pod: model.Pod, node: str, annotations: dict[str, str]) -> None:
+        if annotations:
+            self.core.patch_namespaced_pod(
+                pod.name, pod.namespace, {"metadata": {"annotations": annotations}}
+            )
+        body = client.V1Binding(
+            metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace, uid=pod.uid),
+            target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
+        )
+        try:
+            # _preload_content=False: the client cannot deserialise the Status the API returns here.
+            self.core.create_namespaced_pod_binding(pod.name, pod.namespace, body, _preload_content=False)
+        except client.ApiException as error:
+            if error.status == 409 and self._bound_to(pod, node):
+                return  # a retry of a bind that went through: done
+            raise
+
+    def _bound_to(self, pod: model.Pod, node: str) -> bool:
+        current = self.core.read_namespaced_pod(pod.name, pod.namespace)
+        return current.spec is not None and current.spec.node_name == node
