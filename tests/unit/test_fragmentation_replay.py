@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -268,7 +269,7 @@ def test_replay_json_has_exactly_the_promised_shape(
 def test_replay_reads_kubernetes_lists_and_rejects_unknown_policies(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "kind": "Node",
             "metadata": {"name": "n1", "labels": {}},
