@@ -75,6 +75,19 @@ def stuck(pods: Iterable[Mapping[str, Any]], *, now: float, delay_s: float) -> l
     return found
 
 
+def plannable(pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The pods a plan is about: every pod holding a node, and our pending pods that the scheduler
+    may place (not gated: queued work waits for the queue, not for room)."""
+    found = []
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        bound = bool(pod.get("spec", {}).get("nodeName"))
+        if bound or (is_ours(pod) and not pod.get("spec", {}).get("schedulingGates")):
+            found.append(pod)
+    return found
+
+
 def key(pod: Mapping[str, Any]) -> str:
     return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
 
@@ -196,7 +209,7 @@ def run_pass(
     if not pending:
         return None
     by_key = {key(p): p for p in pods}
-    instance = protect(build(nodes, pods), {k for k, p in by_key.items() if is_ours(p)})
+    instance = protect(build(nodes, plannable(pods)), {k for k, p in by_key.items() if is_ours(p)})
     started = time.monotonic()
     plan = packing.solve(
         instance,

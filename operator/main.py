@@ -16,9 +16,10 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from fairpack.operator import admission, k8s, llmservice, sparkjob, tenant
+from fairpack.operator import admission, fallback, k8s, llmservice, sparkjob, tenant
 from fairpack.operator import settings as settings_mod
 from fairpack.operator.settings import OperatorSettings
+from fairpack.solver.packing import adapter
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,6 +66,10 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     sparkjob.register(registry, settings.admission)
     tenant.register(registry, interval_s=settings.admission.cycle_interval_s)
     admission.register(registry, settings.admission)
+    if settings.fallback.enabled:
+        fallback.register(
+            registry, settings.fallback, namespace=settings.namespace, build=adapter.instance_from_dicts
+        )
     return registry
 
 
