@@ -146,8 +146,9 @@ def as_json(results: Mapping[str, replay.Outcome]) -> dict[str, Any]:
 
 def table(results: Mapping[str, replay.Outcome], *, title: str) -> Table:
     out = Table(title=title)
-    for column in ("policy", "placed", "pending", "GPU allocation", "unallocated GPUs", "fragmented GPUs"):
-        out.add_column(column, justify="left" if column == "policy" else "right")
+    out.add_column("policy", no_wrap=True, min_width=max(map(len, results), default=6))
+    for column in ("placed", "pending", "GPU allocation", "unallocated GPUs", "fragmented GPUs"):
+        out.add_column(column, justify="right")
     for name, o in results.items():
         out.add_row(
             name,

@@ -298,3 +298,18 @@ def test_replay_reads_kubernetes_lists_and_rejects_unknown_policies(
     path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     assert cli.main(args) == 2
     assert "no GPU model has a MIG profile '9g.99gb'" in capsys.readouterr().err
+
+
+def test_replay_table_lists_every_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nodes = write_csv(
+        tmp_path / "nodes.csv",
+        [{"sn": "n0", "cpu_milli": "8000", "memory_mib": "8192", "gpu": "1", "model": "G2"}],
+    )
+    pods = write_csv(
+        tmp_path / "pods.csv",
+        [{"name": "p0", "cpu_milli": "1000", "memory_mib": "1024", "num_gpu": "1", "gpu_milli": "320"}],
+    )
+    assert cli.main(["replay", "--nodes", str(nodes), "--pods", str(pods)]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in policies.NAMES)
+    assert "1 pods on 1 nodes" in out
