@@ -62,9 +62,9 @@ def test_fallback_moves_one_pod_so_a_pending_high_priority_pod_runs(
                 if (p.get("status") or {}).get("phase") == "Running"
             }
 
-        def two_running() -> dict[str, str] | None:
+        def two_running() -> dict[str, str]:
             found = halves()
-            return found if len(found) == 2 else None
+            return found if len(found) == 2 else {}
 
         before = wait_for(two_running, 60, what="both 4-GPU pods running")
         if len(set(before.values())) != 2:
