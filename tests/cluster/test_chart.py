@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 import yaml
-from fairpack_dev import chart, credentials, fairpack_up, operator_process
-from fairpack_dev.operator_fixtures import Kube, kube, ns, pool, wait_for
+from fairpack_dev import chart, credentials, fairpack_up, operator_process, testkit
+from fairpack_dev.operator_fixtures import Kube, kube
 from kubernetes import client, config
 from kubernetes.client import exceptions as client_exceptions
 
 from fairpack.solver import labels
 
 pytestmark = pytest.mark.cluster
-__all__ = ["kube", "ns", "pool"]  # the operator tests' fixtures, used here too
+__all__ = ["kube"]  # the operator tests' fixture, used here too
 
 NAMESPACE = "fairpack-chart-test"
 RELEASE = "fpct"
@@ -27,7 +27,9 @@ WORK_NAMESPACE = "fairpack-chart-work"
 SCHEDULER_NAME = "fpct-scheduler"
 # A release of its own: cluster-scoped names (ClusterRoles, peering) and the scheduler's profile must
 # not clash with the demo's or another test's.
-VALUES = {"operator": {"peering": "fpct"}, "scheduler": {"schedulerName": SCHEDULER_NAME}}
+# A peering of this run's own: a peer left registered by an earlier run would pause the operator.
+PEERING = f"fpct-{uuid.uuid4().hex[:6]}"
+VALUES = {"operator": {"peering": PEERING}, "scheduler": {"schedulerName": SCHEDULER_NAME}}
 
 
 def admin(kubeconfig: pathlib.Path) -> client.ApiClient:
@@ -36,23 +38,20 @@ def admin(kubeconfig: pathlib.Path) -> client.ApiClient:
 
 
 @pytest.fixture(scope="module")
-def release(kubeconfig: str) -> Iterator[list[dict[str, Any]]]:
+def release(kubeconfig: str, api: client.ApiClient) -> Iterator[list[dict[str, Any]]]:
     """The chart installed as release fpct; yields the objects `helm get manifest` lists."""
     path = pathlib.Path(kubeconfig)
+    objects = Kube(api)
     chart.helm("uninstall", RELEASE, "-n", NAMESPACE, "--ignore-not-found", kubeconfig=path)
+    # The release's namespace enforces the restricted Pod Security Standard: the chart's pods must pass it.
+    restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
+    for name, labels_ in ((NAMESPACE, restricted), (WORK_NAMESPACE, {})):
+        if objects.get("v1", "Namespace", name) is None:
+            objects.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        objects.patch("v1", "Namespace", name, {"metadata": {"labels": labels_}})
     chart.helm(
-        "install",
-        RELEASE,
-        str(chart.CHART),
-        "-n",
-        NAMESPACE,
-        "--create-namespace",
-        *chart.set_args(VALUES),
-        kubeconfig=path,
+        "install", RELEASE, str(chart.CHART), "-n", NAMESPACE, *chart.set_args(VALUES), kubeconfig=path
     )
-    objects = Kube(kubeconfig)
-    if objects.get("v1", "Namespace", WORK_NAMESPACE) is None:
-        objects.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": WORK_NAMESPACE}})
     manifest = chart.helm("get", "manifest", RELEASE, "-n", NAMESPACE, kubeconfig=path)
     yield [doc for doc in yaml.safe_load_all(manifest) if doc]
     chart.helm("uninstall", RELEASE, "-n", NAMESPACE, "--ignore-not-found", kubeconfig=path)
@@ -104,6 +103,22 @@ def test_every_object_of_the_release_is_in_the_cluster(release: list[dict[str, A
     )
     for name in ("llmservices.fairpack.io", "sparkjobs.fairpack.io", "tenants.fairpack.io"):
         assert kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) is not None
+
+
+def test_every_pod_passes_the_restricted_pod_security_standard(
+    release: list[dict[str, Any]], kube: Kube
+) -> None:
+    """The namespace enforces `restricted`: the ReplicaSets could create every replica (no container
+    runs here, so admission is what is checked: non-root, no escalation, capabilities dropped, seccomp)."""
+    replicas = sum(o["spec"]["replicas"] for o in release if o["kind"] == "Deployment")
+
+    def created() -> int | None:
+        pods = kube.list("v1", "Pod", NAMESPACE)
+        return len(pods) if len(pods) >= replicas else None
+
+    assert testkit.wait_for(created, 60, what="the chart's pods") == replicas
+    refused = [e for e in kube.list("v1", "Event", NAMESPACE) if e.get("reason") == "FailedCreate"]
+    assert refused == []
 
 
 def test_upgrade_changes_the_scheduler_configuration_and_keeps_the_certificate(
@@ -164,7 +179,7 @@ def test_upgrade_changes_the_scheduler_configuration_and_keeps_the_certificate(
         ),
         pytest.param("operator", "create", ":pods/eviction", WORK_NAMESPACE, "", True, id="operator-evicts"),
         pytest.param(
-            "operator", "patch", "kopf.dev:clusterkopfpeerings", "", "fpct", True, id="operator-peers"
+            "operator", "patch", "kopf.dev:clusterkopfpeerings", "", PEERING, True, id="operator-peers"
         ),
         pytest.param("operator", "create", ":configmaps", NAMESPACE, "", True, id="operator-own-configmaps"),
         pytest.param(
@@ -282,12 +297,12 @@ def test_scheduler_runs_the_charts_configuration_with_its_token_and_binds_a_gpu_
     kubeconfig: str,
     tmp_path: pathlib.Path,
     kube: Kube,
-    ns: str,
-    pool: Any,
+    namespace: str,
+    gpu_nodes: Any,
 ) -> None:
     """kube-scheduler with the ConfigMap the chart installed (profile, leader election), as the
     chart's scheduler ServiceAccount: it takes its own Lease and binds a GPU pod of its profile."""
-    selector = pool(nodes=1, gpus="8")
+    group = gpu_nodes("h100", count=1)
     token_config = credentials.write_kubeconfig(
         pathlib.Path(kubeconfig),
         tmp_path / "scheduler.kubeconfig",
@@ -306,21 +321,21 @@ def test_scheduler_runs_the_charts_configuration_with_its_token_and_binds_a_gpu_
     binary = chart.kubectl_binary().with_name("kube-scheduler")
     args = [str(binary), f"--config={tmp_path / 'config.yaml'}", "--secure-port=0"]
     pod = gpu_pod(f"sched-{uuid.uuid4().hex[:6]}")
-    pod["metadata"]["namespace"] = ns
+    pod["metadata"]["namespace"] = namespace
     pod["spec"]["schedulerName"] = SCHEDULER_NAME
-    pod["spec"]["nodeSelector"] = selector
-    pod["spec"]["tolerations"] = [{"key": "fairpack.io/test-pool", "operator": "Exists"}]
+    pod["spec"]["nodeSelector"] = group.selector
+    pod["spec"]["tolerations"] = [group.toleration]
     log = tmp_path / "scheduler.log"
     with fairpack_up.process(args, log, {}):
         kube.create(pod)
-        bound = wait_for(
-            "the pod bound by the fairpack-profile scheduler",
-            lambda: (
-                (kube.get("v1", "Pod", pod["metadata"]["name"], ns) or {}).get("spec", {}).get("nodeName")
-            ),
+        name = pod["metadata"]["name"]
+        bound = testkit.wait_for(
+            lambda: (kube.get("v1", "Pod", name, namespace) or {}).get("spec", {}).get("nodeName"),
+            60,
+            what="the pod bound by the fairpack-profile scheduler",
         )
         lease = kube.get("coordination.k8s.io/v1", "Lease", "fairpack-scheduler", NAMESPACE)
-    assert bound.startswith(f"{ns}-node-")
+    assert bound in group.names
     assert lease is not None
     assert lease["spec"]["holderIdentity"]
     assert "forbidden" not in log.read_text().lower(), log.read_text()[-3000:]
@@ -358,7 +373,7 @@ def test_operator_runs_with_its_service_account_token(
     }
     kube.create(job)
     log = tmp_path / "operator.log"
-    env = {"FAIRPACK_NAMESPACE": NAMESPACE, "FAIRPACK_PEERING": "fpct", "FAIRPACK_FALLBACK_ENABLED": "false"}
+    env = {"FAIRPACK_NAMESPACE": NAMESPACE, "FAIRPACK_PEERING": PEERING, "FAIRPACK_FALLBACK_ENABLED": "false"}
 
     def phase_and_pods() -> tuple[str, list[str]] | None:
         found = kube.get("fairpack.io/v1alpha1", "SparkJob", name, WORK_NAMESPACE) or {}
@@ -370,9 +385,10 @@ def test_operator_runs_with_its_service_account_token(
     try:
         with operator_process.OperatorProcess(token_config, log, env=env):
             # Queued, or admitted at once: either way the operator wrote the status with its token.
-            phase, _ = wait_for("the job's status and pods", phase_and_pods, timeout_s=60)
+            seen = testkit.wait_for(phase_and_pods, 90, what="the job's status and pods")
         text = log.read_text()
-        assert phase in ("Queued", "Admitted", "Running"), text[-3000:]
+        assert seen is not None
+        assert seen[0] in ("Queued", "Admitted", "Running"), text[-3000:]
         assert "Forbidden" not in text, text[-3000:]
     finally:
         kube.delete("fairpack.io/v1alpha1", "SparkJob", name, WORK_NAMESPACE)
