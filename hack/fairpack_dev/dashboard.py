@@ -51,6 +51,56 @@ class Panel:
 
 ROWS: Sequence[tuple[str, Sequence[Panel]]] = (
     (
+        "Scheduling (extender)",
+        (
+            Panel(
+                "Extender latency per verb (p50, p99)",
+                "How long kube-scheduler waits on each extender verb (filter, prioritize, preempt, bind).",
+                (
+                    (
+                        quantile(0.99, "fairpack_extender_request_duration_seconds", "verb, le", "5m"),
+                        "p99 {{verb}}",
+                    ),
+                    (
+                        quantile(0.5, "fairpack_extender_request_duration_seconds", "verb, le", "5m"),
+                        "p50 {{verb}}",
+                    ),
+                ),
+                unit="s",
+            ),
+            Panel(
+                "Extender calls and errors per verb",
+                "Calls per second, and those answered with an error (bad_request, internal).",
+                (
+                    (
+                        "sum by (verb) (rate(fairpack_extender_request_duration_seconds_count[5m]))",
+                        "{{verb}}",
+                    ),
+                    (
+                        "sum by (verb, kind) (rate(fairpack_extender_errors_total[5m]))",
+                        "errors {{verb}} {{kind}}",
+                    ),
+                ),
+                unit="reqps",
+            ),
+            Panel(
+                "Nodes filtered out by reason",
+                "unresolvable: can never hold the pod; busy: not now; plan: a fallback plan names another.",
+                (("sum by (reason) (rate(fairpack_extender_nodes_filtered_out_total[5m]))", "{{reason}}"),),
+                unit="ops",
+                stacked=True,
+            ),
+            Panel(
+                "Binds by result, and cluster-view staleness",
+                "Binds per second; seconds since each extender's watch last heard from the API server.",
+                (
+                    ("sum by (result) (rate(fairpack_extender_binds_total[5m]))", "binds {{result}}"),
+                    ("max(fairpack_extender_cluster_view_staleness_seconds)", "staleness (s)"),
+                ),
+            ),
+        ),
+    ),
+    (
         "Queue and fairness",
         (
             Panel(
