@@ -254,16 +254,25 @@ def virtual_finish(pod: model.Pod) -> float:
 def preempt(
     view: cv.ClusterView, pod: model.Pod, candidates: Mapping[str, Sequence[model.Pod]]
 ) -> dict[str, list[model.Pod]]:
-    """Per node, the fewest, lowest-priority victims (among the scheduler's candidates) whose
-    eviction frees a valid device placement and the resources for ``pod``; nodes where no set
-    does are left out. Among equal priority, victims with the latest virtual finish go first."""
+    """Per node, the fewest, lowest-priority victims whose eviction frees a valid device
+    placement and the resources for ``pod``; nodes where no set does are left out. Among equal
+    priority, victims with the latest virtual finish go first.
+
+    Victims come from the scheduler's candidates and every other lower-priority pod of the node:
+    the scheduler picks its candidates by counts alone, and may offer two pods in different
+    NVLink islands where evicting two others would free a whole island (it accepts any pod of
+    the node back)."""
     chosen: dict[str, list[model.Pod]] = {}
     with view.lock:
-        for name, victims in candidates.items():
+        for name, offered in candidates.items():
             state = view.nodes.get(name)
             if state is None:
                 continue
-            best = _fewest_victims(state, pod, victims)
+            victims = {v.uid: v for v in offered}
+            victims.update(
+                {p.uid: p for p in state.pods.values() if p.priority < pod.priority and p.uid != pod.uid}
+            )
+            best = _fewest_victims(state, pod, list(victims.values()))
             if best is not None:
                 chosen[name] = best
     return chosen

@@ -301,3 +301,19 @@ def test_health_readiness_and_metrics_are_served_under_the_path_prefix(islands: 
         text = client.get("/fairpack/metrics").text
     assert 'fairpack_extender_request_duration_seconds_count{verb="filter"} 1.0' in text
     assert "fairpack_extender_cluster_view_staleness_seconds" in text
+
+
+def test_preempt_may_choose_lower_priority_pods_the_scheduler_did_not_offer() -> None:
+    # The scheduler offers a and b (2 GPUs each, in different islands); c and d free island 4-7.
+    pods = [
+        held("a", "n", "0,1"),
+        held("b", "n", "4,5"),
+        held("c", "n", "6,7"),
+        held("keep", "n", "2,3", priority=50),
+    ]
+    with client_for([node("a100-40", "n")], pods) as client:
+        the_pod = island_pod("hi")
+        the_pod["spec"]["priority"] = 100
+        result = client.post("/preempt", json=preempt_args(the_pod, {"n": ["a", "b"]})).json()
+    uids = sorted(p["UID"] for p in result["NodeNameToMetaVictims"]["n"]["Pods"])
+    assert uids == ["uid-b", "uid-c"]
