@@ -15,6 +15,7 @@ import base64
 import importlib.util
 import os
 import pathlib
+import ssl
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from rich.live import Live
 
 from fairpack.cli import views
 from fairpack.solver import labels
-from fairpack_dev import chart, credentials, operator_process
+from fairpack_dev import chart, credentials, operator_process, processes
 
 NAMESPACE = chart.NAMESPACE
 RELEASE = chart.RELEASE
@@ -92,19 +93,22 @@ class Credentials:
     ca: pathlib.Path
 
 
-def credentials_for(kubeconfig: pathlib.Path, workdir: pathlib.Path) -> Credentials:
-    """A kubeconfig per component (its ServiceAccount's token) and the extender's TLS files."""
+def credentials_for(
+    kubeconfig: pathlib.Path, workdir: pathlib.Path, *, fullname: str = RELEASE, namespace: str = NAMESPACE
+) -> Credentials:
+    """A kubeconfig per component (its ServiceAccount's token) and the extender's TLS files, for
+    the release whose objects are named ``<fullname>-<component>`` in ``namespace``."""
     files = {
         component: credentials.write_kubeconfig(
             kubeconfig,
             workdir / f"{component}.kubeconfig",
-            namespace=NAMESPACE,
-            service_account=f"{RELEASE}-{component}",
+            namespace=namespace,
+            service_account=f"{fullname}-{component}",
         )
         for component in ("operator", "extender", "scheduler")
     }
     with config.new_client_from_config(config_file=str(kubeconfig)) as api:  # type: ignore[no-untyped-call]
-        secret: Any = client.CoreV1Api(api).read_namespaced_secret(f"{RELEASE}-extender-tls", NAMESPACE)
+        secret: Any = client.CoreV1Api(api).read_namespaced_secret(f"{fullname}-extender-tls", namespace)
     tls = {}
     for key in ("tls.crt", "tls.key", "ca.crt"):
         path = workdir / f"extender-{key}"
@@ -150,11 +154,13 @@ def local_scheduler_config(
     return local
 
 
-def chart_scheduler_config(kubeconfig: pathlib.Path) -> dict[str, Any]:
+def chart_scheduler_config(
+    kubeconfig: pathlib.Path, *, fullname: str = RELEASE, namespace: str = NAMESPACE
+) -> dict[str, Any]:
     """The scheduler configuration the installed chart holds (its ConfigMap in the cluster)."""
     with config.new_client_from_config(config_file=str(kubeconfig)) as api:  # type: ignore[no-untyped-call]
         found: Any = client.CoreV1Api(api).read_namespaced_config_map(
-            f"{RELEASE}-scheduler-config", NAMESPACE
+            f"{fullname}-scheduler-config", namespace
         )
     parsed: dict[str, Any] = yaml.safe_load(found.data["config.yaml"])
     return parsed
@@ -187,6 +193,29 @@ def process(
 
 
 @contextmanager
+def extender(creds: Credentials, log: pathlib.Path, *, port: int = EXTENDER_PORT) -> Iterator[str]:
+    """fairpack-extender as a local process with the extender ServiceAccount's kubeconfig and the
+    chart's certificate; yields its URL once /readyz answers (its watch of the cluster synced)."""
+    env = {
+        "FAIRPACK_EXTENDER_KUBECONFIG": str(creds.extender),
+        "FAIRPACK_EXTENDER_HOST": "127.0.0.1",
+        "FAIRPACK_EXTENDER_PORT": str(port),
+        "FAIRPACK_EXTENDER_TLS_CERT_FILE": str(creds.tls_cert),
+        "FAIRPACK_EXTENDER_TLS_KEY_FILE": str(creds.tls_key),
+    }
+    script = pathlib.Path(sys.executable).parent / "fairpack-extender"
+    url = f"https://127.0.0.1:{port}"
+    with process([str(script)], log, env) as proc:
+        context = ssl.create_default_context(cafile=str(creds.ca))
+        deadline = time.monotonic() + 60
+        while not processes.probe(f"{url}/readyz", context=context):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"fairpack-extender did not become ready; see {log}")
+            time.sleep(0.5)
+        yield url
+
+
+@contextmanager
 def components(
     kubeconfig: pathlib.Path, workdir: pathlib.Path, creds: Credentials, console: Console
 ) -> Iterator[list[str]]:
@@ -196,17 +225,8 @@ def components(
     with ExitStack() as stack:
         extender_url: str | None = None
         if extender_available():
-            env = {
-                "KUBECONFIG": str(creds.extender),
-                "FAIRPACK_EXTENDER_HOST": "127.0.0.1",
-                "FAIRPACK_EXTENDER_PORT": str(EXTENDER_PORT),
-                "FAIRPACK_EXTENDER_TLS_CERT_FILE": str(creds.tls_cert),
-                "FAIRPACK_EXTENDER_TLS_KEY_FILE": str(creds.tls_key),
-            }
-            script = pathlib.Path(sys.executable).parent / "fairpack-extender"
-            stack.enter_context(process([str(script)], workdir / "extender.log", env))
-            extender_url = f"https://127.0.0.1:{EXTENDER_PORT}"
-            notes.append(f"extender: local process on {extender_url} as {RELEASE}-extender")
+            extender_url = stack.enter_context(extender(creds, workdir / "extender.log"))
+            notes.append(f"extender: local process on {extender_url} (TLS) as {RELEASE}-extender")
         else:
             notes.append(
                 "extender: NOT RUNNING - fairpack.extender.main is not in this checkout yet; the "

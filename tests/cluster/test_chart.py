@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fairpack_dev import chart, credentials, fairpack_up, operator_process, testkit
+from fairpack_dev import chart, cluster, credentials, fairpack_up, operator_process, testkit
 from fairpack_dev.operator_fixtures import Kube, kube
 from kubernetes import client, config
 from kubernetes.client import exceptions as client_exceptions
@@ -29,7 +29,12 @@ SCHEDULER_NAME = "fpct-scheduler"
 # not clash with the demo's or another test's.
 # A peering of this run's own: a peer left registered by an earlier run would pause the operator.
 PEERING = f"fpct-{uuid.uuid4().hex[:6]}"
-VALUES = {"operator": {"peering": PEERING}, "scheduler": {"schedulerName": SCHEDULER_NAME}}
+VALUES = {
+    "operator": {"peering": PEERING},
+    "scheduler": {"schedulerName": SCHEDULER_NAME},
+    # The local scheduler dials the local extender at 127.0.0.1: the certificate must name it.
+    "extender": {"tls": {"extraIPs": ["127.0.0.1"]}},
+}
 
 
 def admin(kubeconfig: pathlib.Path) -> client.ApiClient:
@@ -292,7 +297,7 @@ def test_extender_token_can_annotate_and_bind_a_pod_but_not_delete_it(
         kube.delete("v1", "Pod", name, WORK_NAMESPACE)
 
 
-def test_scheduler_runs_the_charts_configuration_with_its_token_and_binds_a_gpu_pod(
+def test_scheduler_and_extender_run_the_charts_configuration_and_bind_a_gpu_pod(
     release: list[dict[str, Any]],
     kubeconfig: str,
     tmp_path: pathlib.Path,
@@ -300,45 +305,54 @@ def test_scheduler_runs_the_charts_configuration_with_its_token_and_binds_a_gpu_
     namespace: str,
     gpu_nodes: Any,
 ) -> None:
-    """kube-scheduler with the ConfigMap the chart installed (profile, leader election), as the
-    chart's scheduler ServiceAccount: it takes its own Lease and binds a GPU pod of its profile."""
+    """kube-scheduler with the ConfigMap the chart installed (profile, leader election, extenders
+    entry with TLS) as the chart's scheduler ServiceAccount, calling fairpack-extender served with
+    the chart's certificate as the extender ServiceAccount: the scheduler takes its own Lease, the
+    extender binds the pod and records the GPU it chose; neither is refused anything."""
     group = gpu_nodes("h100", count=1)
-    token_config = credentials.write_kubeconfig(
-        pathlib.Path(kubeconfig),
-        tmp_path / "scheduler.kubeconfig",
-        namespace=NAMESPACE,
-        service_account=f"{RELEASE}-fairpack-scheduler",
+    creds = fairpack_up.credentials_for(
+        pathlib.Path(kubeconfig), tmp_path, fullname=f"{RELEASE}-fairpack", namespace=NAMESPACE
     )
-    config_map = kube.get("v1", "ConfigMap", f"{RELEASE}-fairpack-scheduler-config", NAMESPACE)
-    assert config_map is not None
-    local = fairpack_up.local_scheduler_config(
-        yaml.safe_load(config_map["data"]["config.yaml"]),
-        kubeconfig=token_config,
-        ca_file=tmp_path / "unused-ca.crt",
-        extender_url=None,  # the extender has a test of its own; this one is about the scheduler's RBAC
+    chart_config = fairpack_up.chart_scheduler_config(
+        pathlib.Path(kubeconfig), fullname=f"{RELEASE}-fairpack", namespace=NAMESPACE
     )
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(local))
-    binary = chart.kubectl_binary().with_name("kube-scheduler")
-    args = [str(binary), f"--config={tmp_path / 'config.yaml'}", "--secure-port=0"]
-    pod = gpu_pod(f"sched-{uuid.uuid4().hex[:6]}")
-    pod["metadata"]["namespace"] = namespace
-    pod["spec"]["schedulerName"] = SCHEDULER_NAME
-    pod["spec"]["nodeSelector"] = group.selector
-    pod["spec"]["tolerations"] = [group.toleration]
-    log = tmp_path / "scheduler.log"
-    with fairpack_up.process(args, log, {}):
-        kube.create(pod)
-        name = pod["metadata"]["name"]
-        bound = testkit.wait_for(
-            lambda: (kube.get("v1", "Pod", name, namespace) or {}).get("spec", {}).get("nodeName"),
-            60,
-            what="the pod bound by the fairpack-profile scheduler",
+    port = free_port()
+    with fairpack_up.extender(creds, tmp_path / "extender.log", port=port) as url:
+        local = fairpack_up.local_scheduler_config(
+            chart_config, kubeconfig=creds.scheduler, ca_file=creds.ca, extender_url=url
         )
-        lease = kube.get("coordination.k8s.io/v1", "Lease", "fairpack-scheduler", NAMESPACE)
-    assert bound in group.names
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(local))
+        binary = chart.kubectl_binary().with_name("kube-scheduler")
+        args = [str(binary), f"--config={tmp_path / 'config.yaml'}", "--secure-port=0"]
+        pod = gpu_pod(f"sched-{uuid.uuid4().hex[:6]}")
+        pod["metadata"]["namespace"] = namespace
+        pod["spec"]["schedulerName"] = SCHEDULER_NAME
+        pod["spec"]["nodeSelector"] = group.selector
+        pod["spec"]["tolerations"] = [group.toleration]
+        with fairpack_up.process(args, tmp_path / "scheduler.log", {}):
+            kube.create(pod)
+            name = pod["metadata"]["name"]
+            bound = testkit.wait_for(
+                lambda: _bound(kube, name, namespace), 90, what="the pod bound through the extender"
+            )
+            lease = kube.get("coordination.k8s.io/v1", "Lease", "fairpack-scheduler", NAMESPACE)
+    logs = {f: (tmp_path / f).read_text() for f in ("scheduler.log", "extender.log")}
+    assert bound["spec"]["nodeName"] in group.names
+    assert labels.GPU_INDICES_ANNOTATION in bound["metadata"]["annotations"], logs["extender.log"][-3000:]
     assert lease is not None
     assert lease["spec"]["holderIdentity"]
-    assert "forbidden" not in log.read_text().lower(), log.read_text()[-3000:]
+    for log in logs.values():
+        assert "forbidden" not in log.lower(), log[-3000:]
+
+
+def _bound(kube: Kube, name: str, namespace: str) -> dict[str, Any]:
+    """The pod once it has a node, else {}."""
+    pod = kube.get("v1", "Pod", name, namespace) or {}
+    return pod if (pod.get("spec") or {}).get("nodeName") else {}
+
+
+def free_port() -> int:
+    return cluster.free_ports(1)[0]
 
 
 def test_operator_runs_with_its_service_account_token(
