@@ -68,9 +68,10 @@ class Settings(BaseModel):
     def _tls_pair(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be set together")
-        for path in (self.tls_cert_file, self.tls_key_file, self.snapshot):
+        for name in ("tls_cert_file", "tls_key_file", "snapshot"):
+            path = getattr(self, name)
             if path is not None and not path.is_file():
-                raise ValueError(f"{path} is not a readable file")
+                raise ValueError(f"{name}: {path} is not a readable file")
         if self.path_prefix and (not self.path_prefix.startswith("/") or self.path_prefix.endswith("/")):
             raise ValueError(f"path_prefix {self.path_prefix!r} must start with / and not end with /")
         return self
