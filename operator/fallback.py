@@ -59,8 +59,11 @@ def unschedulable_since(pod: Mapping[str, Any]) -> float | None:
     return None
 
 
-def stuck(pods: Iterable[Mapping[str, Any]], *, now: float, delay_s: float) -> list[Mapping[str, Any]]:
-    """Step 1: our pods Unschedulable for at least ``delay_s`` and not pinned by a fresh plan."""
+def stuck(
+    pods: Iterable[Mapping[str, Any]], *, now: float, delay_s: float, freshness_s: float
+) -> list[Mapping[str, Any]]:
+    """Step 1: our pods Unschedulable for at least ``delay_s`` and not pinned by a plan younger
+    than ``freshness_s``."""
     found = []
     for pod in pods:
         since = unschedulable_since(pod)
@@ -69,8 +72,8 @@ def stuck(pods: Iterable[Mapping[str, Any]], *, now: float, delay_s: float) -> l
         planned_at = admission.seconds(
             (pod["metadata"].get("annotations") or {}).get(labels.PLANNED_AT_ANNOTATION)
         )
-        if planned_at is not None and now - planned_at < delay_s:
-            continue  # a plan is being realised; give it the same grace the scheduler got
+        if planned_at is not None and now - planned_at < freshness_s:
+            continue  # a plan is being realised
         found.append(pod)
     return found
 
@@ -137,14 +140,15 @@ def evict(pod: Mapping[str, Any]) -> str | None:
 
 
 def pin(pod: Mapping[str, Any], node: str, now: float) -> None:
-    """Annotate the pending pod with its planned node (the extender pins it there while fresh)."""
+    """Pin the pending pod to its planned node: the annotations make the extender filter every
+    other node for it; the nomination (status.nominatedNodeName, as preemption sets it) makes
+    kube-scheduler count the pod on that node when it places pods of equal or lower priority,
+    so the room the evictions free is not taken by the evicted pods' own replacements."""
     annotations = {labels.PLANNED_NODE_ANNOTATION: node, labels.PLANNED_AT_ANNOTATION: rfc3339(now)}
+    name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
+    k8s.patch("v1", "Pod", name, {"metadata": {"annotations": annotations}}, namespace=namespace)
     k8s.patch(
-        "v1",
-        "Pod",
-        pod["metadata"]["name"],
-        {"metadata": {"annotations": annotations}},
-        namespace=pod["metadata"]["namespace"],
+        "v1", "Pod", name, {"status": {"nominatedNodeName": node}}, namespace=namespace, subresource="status"
     )
 
 
@@ -205,7 +209,7 @@ def run_pass(
     waiting = [p for p in pods if unschedulable_since(p) is not None and is_ours(p)]
     if waiting:
         again(settings.interval_s)  # keep looking while anything of ours waits
-    pending = stuck(pods, now=now, delay_s=settings.pending_delay_s)
+    pending = stuck(pods, now=now, delay_s=settings.pending_delay_s, freshness_s=settings.plan_freshness_s)
     if not pending:
         return None
     by_key = {key(p): p for p in pods}

@@ -11,12 +11,13 @@ import json
 import logging
 import random
 import sys
+import tempfile
 from typing import Any
 
 import kopf
 import prometheus_client
 
-from fairpack.operator import admission, fallback, k8s, llmservice, sparkjob, tenant
+from fairpack.operator import admission, fallback, k8s, llmservice, sparkjob, tenant, webhook
 from fairpack.operator import settings as settings_mod
 from fairpack.operator.settings import OperatorSettings
 from fairpack.solver.packing import adapter
@@ -70,6 +71,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         fallback.register(
             registry, settings.fallback, namespace=settings.namespace, build=adapter.instance_from_dicts
         )
+    if settings.webhook.enabled:
+        webhook.register(registry, settings.webhook, workdir=tempfile.mkdtemp(prefix="fairpack-webhook-"))
     return registry
 
 

@@ -57,6 +57,9 @@ class FallbackSettings:
     for the scheduler's own retries and preemption to have had their chance."""
     interval_s: float = 10.0
     """Seconds between fallback checks."""
+    plan_freshness_s: float = 120.0
+    """Seconds a plan's pins stand before the fallback plans again for the same pod: the time the
+    scheduler needs to realise it (120 s: the extender honours pins as long, by default)."""
     solver_window_s: float = 5.0
     """CP-SAT time limit per plan."""
     max_evictions: int = 4
@@ -65,6 +68,24 @@ class FallbackSettings:
     """Pods of at least this priority count as high-priority (the ones a plan must place more of)."""
     plan_history: int = 20
     """Plans kept in the fairpack-fallback-plans ConfigMap (oldest dropped first)."""
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The mutating webhook that gates executor pods a Spark driver creates (kopf's server)."""
+
+    enabled: bool = False
+    """Serve it (the chart turns it on together with its certificate)."""
+    addr: str = "0.0.0.0"
+    """Address to listen on."""
+    port: int = 9443
+    """Port to listen on (HTTPS)."""
+    host: str = ""
+    """Host name (or IP) the API server calls; empty: ``addr``."""
+    certfile: str = ""
+    """PEM certificate of the server; empty: a self-signed one is made at start (development)."""
+    keyfile: str = ""
+    """PEM private key of ``certfile``."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,7 @@ class OperatorSettings:
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
     llmservice: LLMServiceSettings = field(default_factory=LLMServiceSettings)
     fallback: FallbackSettings = field(default_factory=FallbackSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
 
 
 T = TypeVar("T")

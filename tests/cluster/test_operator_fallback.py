@@ -39,20 +39,29 @@ def test_fallback_moves_one_pod_so_a_pending_high_priority_pod_runs(
         }
     )
     try:
-        half = Pod("half", ns).fairpack().gpus(4).on(group).label(app="half").manifest()
-        half["spec"]["priorityClassName"] = priority
-        kube.create(
-            {
+
+        def deployment(name: str, avoid: str | None = None) -> dict[str, Any]:
+            pod = Pod(name, ns).fairpack().gpus(4).on(group).label(app="half").manifest()
+            pod["spec"]["priorityClassName"] = priority
+            if avoid:
+                term = {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [avoid]}
+                pod["spec"]["affinity"] = {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [term]}]
+                        }
+                    }
+                }
+            return {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
-                "metadata": {"name": "half", "namespace": ns},
+                "metadata": {"name": name, "namespace": ns},
                 "spec": {
-                    "replicas": 2,
-                    "selector": {"matchLabels": {"app": "half"}},
-                    "template": {"metadata": {"labels": {"app": "half"}}, "spec": half["spec"]},
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "half", "name": name}},
+                    "template": {"metadata": {"labels": {"app": "half", "name": name}}, "spec": pod["spec"]},
                 },
             }
-        )
 
         def halves() -> dict[str, str]:
             pods = kube.list("v1", "Pod", ns, "app=half")
@@ -62,13 +71,17 @@ def test_fallback_moves_one_pod_so_a_pending_high_priority_pod_runs(
                 if (p.get("status") or {}).get("phase") == "Running"
             }
 
-        def two_running() -> dict[str, str]:
+        def running(count: int) -> dict[str, str]:
             found = halves()
-            return found if len(found) == 2 else {}
+            return found if len(found) == count else {}
 
-        before = wait_for(two_running, 60, what="both 4-GPU pods running")
-        if len(set(before.values())) != 2:
-            pytest.skip("the scheduler put both 4-GPU pods on one node: nothing for the fallback to do")
+        # One 4-GPU pod per node: the second avoids the first's node (the default scoring does
+        # not look at GPUs, so left alone both would share a node).
+        kube.create(deployment("half-a"))
+        first = wait_for(lambda: running(1), 60, what="the first 4-GPU pod running")
+        kube.create(deployment("half-b", avoid=next(iter(first.values()))))
+        before = wait_for(lambda: running(2), 60, what="both 4-GPU pods running")
+        assert len(set(before.values())) == 2
 
         big = Pod("big", ns).fairpack().gpus(8).on(group).manifest()
         big["spec"]["priorityClassName"] = priority
@@ -99,7 +112,7 @@ def test_fallback_moves_one_pod_so_a_pending_high_priority_pod_runs(
         pinned = (kube.get("v1", "Pod", "big", ns) or {})["metadata"]["annotations"]
         assert pinned[labels.PLANNED_NODE_ANNOTATION] == node
         # Exactly the promised pod was evicted; its Deployment's replacement runs on the other node.
-        after = wait_for(two_running, 60, what="the moved pod's replacement")
+        after = wait_for(lambda: running(2), 60, what="the moved pod's replacement")
         assert len(set(before) - set(after)) == 1
         assert node not in after.values()
         events = [e for e in kube.list("v1", "Event", ns) if e.get("reason") == "FallbackPlan"]

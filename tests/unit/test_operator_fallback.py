@@ -62,7 +62,7 @@ def pending(
 )
 def test_only_our_pods_unschedulable_past_the_delay_are_stuck(pod: dict[str, Any], is_stuck: bool) -> None:
     now = admission.seconds("2027-01-15T08:00:30Z") or 0.0
-    assert (fallback.stuck([pod], now=now, delay_s=30.0) == [pod]) is is_stuck
+    assert (fallback.stuck([pod], now=now, delay_s=30.0, freshness_s=30.0) == [pod]) is is_stuck
 
 
 def cluster() -> inst.Instance:

@@ -17,6 +17,20 @@ def test_defaults_are_the_documented_ones() -> None:
     assert s.admission == settings.AdmissionSettings(
         cycle_interval_s=2.0, capacity_units=1000.0, default_job_seconds=600.0
     )
+    assert s.webhook == settings.WebhookSettings(
+        enabled=False, addr="0.0.0.0", port=9443, host="", certfile="", keyfile=""
+    )
+    assert s.fallback == settings.FallbackSettings(
+        enabled=True,
+        dry_run=False,
+        pending_delay_s=30.0,
+        interval_s=10.0,
+        plan_freshness_s=120.0,
+        solver_window_s=5.0,
+        max_evictions=4,
+        high_priority=1000,
+        plan_history=20,
+    )
     assert s.llmservice == settings.LLMServiceSettings(
         status_interval_s=5.0, metrics_url_template="http://{pod_ip}:{port}{path}", metrics_timeout_s=2.0
     )
