@@ -10,7 +10,8 @@ Public API (the operator's fallback controller and ``fairpack plan`` use only th
 
 Modules: ``instance`` (typed input), ``greedy`` (kube-scheduler's default placement: hint and
 baseline), ``model``/``constraints``/``objectives`` (the CP-SAT model), ``search`` (the staged
-solve inside a window), ``validate`` (the solver-free checker), ``plan`` (the output).
+solve inside a window), ``validate`` (the solver-free checker), ``plan`` (the output),
+``adapter`` (from the cluster model, and who may be moved), ``workloads`` (the paper's generator).
 Purely computational, like the rest of ``fairpack.solver``.
 """
 
