@@ -8,6 +8,7 @@ and builds rich renderables from a snapshot, so tests feed them hand-made object
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,13 +182,18 @@ def node_use(snapshot: Snapshot) -> list[NodeUse]:
                 mig_used=sum(n for r, n in used.items() if r.startswith(labels.MIG_RESOURCE_PREFIX)),
             )
         )
-    return sorted(rows, key=lambda r: r.name)
+    return sorted(rows, key=lambda r: natural(r.name))
+
+
+def natural(name: str) -> tuple[str | int, ...]:
+    """Sort key that orders numbers by value: ``h100-2`` before ``h100-10``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def cell(use: NodeUse) -> Text:
     """A node as one short strip: one block per whole GPU (full when taken), then its MIG instances."""
     whole = use.gpus - use.mig_gpus
-    strip = Text(f"{use.name[-12:]:>12} ")
+    strip = Text(f"{use.name[-14:]:>14} ")
     strip.append("█" * use.gpus_used, style="green")
     strip.append("·" * max(whole - use.gpus_used, 0), style="bright_black")
     if use.mig_slices:
@@ -224,11 +230,16 @@ def occupancy_view(snapshot: Snapshot, *, columns: int = 4) -> Group:
 # --- Jobs and services -------------------------------------------------------------------
 
 
+def parse_time(stamp: str) -> datetime:
+    """An RFC 3339 time as the API writes it."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 def age(stamp: str | None, now: datetime) -> str:
     """Time since an RFC 3339 ``stamp`` as 42s, 7m or 3h."""
     if not stamp:
         return "-"
-    seconds = int((now - datetime.fromisoformat(stamp.replace("Z", "+00:00"))).total_seconds())
+    seconds = int((now - parse_time(stamp)).total_seconds())
     for unit, size in (("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
@@ -268,8 +279,9 @@ def jobs_table(snapshot: Snapshot) -> Table:
         executor = spec.get("executor") or {}
         driver_gpus = (spec.get("driver") or {}).get("gpus", 0)
         gpus = driver_gpus + executor.get("instances", 0) * executor.get("gpus", 0)
-        waited_until = status.get("admittedAt")
-        waited = age(status.get("submittedAt"), snapshot.taken) if not waited_until else "admitted"
+        # Queued jobs: how long so far; admitted ones: how long they waited.
+        admitted = status.get("admittedAt")
+        waited = age(status.get("submittedAt"), parse_time(admitted) if admitted else snapshot.taken)
         order = position if position is not None else -1
         rows.append(
             (

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fairpack.solver import gpumodels, labels
-from fairpack_dev import cluster, inventory, processes
+from fairpack_dev import cluster, fairpack_up, inventory, processes
 
 
 def step_cluster_up(console: Console, *, state_dir: pathlib.Path) -> cluster.LocalCluster:
@@ -107,6 +107,16 @@ def step_show_nodes(console: Console, local: cluster.LocalCluster) -> None:
     console.print(summary)
 
 
+def step_fairpack(console: Console, local: cluster.LocalCluster, *, seconds: float) -> None:
+    """Install fairpack with Helm and run it with sample workloads (fairpack_dev.fairpack_up). The
+    cluster's own fairpack-scheduler steps aside meanwhile: the chart's scheduler takes its profile."""
+    local.component("fairpack-scheduler").stop(grace_s=local.settings.stop_grace_s)
+    try:
+        fairpack_up.run(local.kubeconfig, local.state_dir / "fairpack", console, seconds=seconds)
+    finally:
+        local.restart_fairpack_scheduler(local.extender)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -P -m fairpack_dev.demo", description=__doc__.splitlines()[0]
@@ -114,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="tear the cluster down at the end")
     parser.add_argument("--state-dir", type=pathlib.Path, default=cluster.DEFAULT_STATE_DIR)
     parser.add_argument("--inventory", type=pathlib.Path, default=inventory.GPU_100)
+    parser.add_argument("--seconds", type=float, default=120.0, help="how long to show fairpack at work")
     args = parser.parse_args(argv)
     # Piped output (CI logs) gets a width that fits the table instead of rich's default 80.
     console = Console(width=None if sys.stdout.isatty() else 120)
@@ -125,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         step_gpu_nodes(console, local, args.inventory)
         step_show_nodes(console, local)
+        step_fairpack(console, local, seconds=args.seconds)
     finally:
         if args.once:
             local.down()

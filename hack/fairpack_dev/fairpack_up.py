@@ -264,6 +264,8 @@ def demo_sparkjobs() -> list[dict[str, Any]]:
     jobs = []
     for tenant, user, count, executors, gpus in DEMO_JOBS:
         for i in range(count):
+            # KWOK completes each pod this long after it starts, so the queue moves during the demo.
+            seconds = 15 + 10 * (i % 4)
             jobs.append(
                 {
                     "apiVersion": f"{labels.DOMAIN}/v1alpha1",
@@ -276,7 +278,8 @@ def demo_sparkjobs() -> list[dict[str, Any]]:
                         "mainClass": "org.apache.spark.examples.SparkPi",
                         "driver": {"cores": 1, "memory": "2Gi"},
                         "executor": {"instances": executors, "cores": 4, "memory": "8Gi", "gpus": gpus},
-                        "estimatedSeconds": 120 + 60 * i,
+                        "estimatedSeconds": seconds,
+                        "podAnnotations": {labels.SIMULATED_RUN_TIME_ANNOTATION: f"{seconds}s"},
                     },
                 }
             )
@@ -347,6 +350,7 @@ def run(kubeconfig: pathlib.Path, workdir: pathlib.Path, console: Console, *, se
             f"  created {apply_workloads(kubeconfig)} objects (manifests/examples and the demo's SparkJobs)"
         )
         last = watch(kubeconfig, console, seconds=seconds)
+        console.print()
     console.rule("Summary")
     for line in [*views.summary_lines(last), *notes]:
         console.print(f"  {line}")

@@ -152,3 +152,16 @@ def test_summary_names_phases_services_and_shares(snapshot: views.Snapshot) -> N
     assert lines[0] == "SparkJobs: 2 Queued, 1 Running"
     assert "LLMServices: 1/1 ready" in lines
     assert "Tenant analytics: GPU share 75% vs weight share 33%" in lines
+
+
+def test_nodes_are_listed_in_natural_order() -> None:
+    snapshot = views.Snapshot(nodes=[node("h100-10", 8), node("h100-2", 8), node("a100-1", 8)], taken=NOW)
+    assert [u.name for u in views.node_use(snapshot)] == ["a100-1", "h100-2", "h100-10"]
+
+
+def test_an_admitted_job_shows_how_long_it_waited() -> None:
+    job = sparkjob("j", "t", "Running")
+    job["status"]["admittedAt"] = "2026-01-01T11:57:30Z"
+    console = Console(width=200, record=True, color_system=None)
+    console.print(views.jobs_table(views.Snapshot(sparkjobs=[job], taken=NOW)))
+    assert "2m" in console.export_text()
