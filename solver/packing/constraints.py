@@ -84,10 +84,7 @@ def evictions(m: PackingModel, *, max_evictions: int | None) -> None:
     for c, evicted in m.evicted.items():
         m.cp.add(evicted >= m.classes[c].running_count - m.placed(c))
     if max_evictions is not None:
-        already = sum(
-            1 for i, (node, _) in m.fixed.items() if node is None and m.instance.pods[i].node is not None
-        )
-        m.cp.add(sum(m.evicted.values()) <= max_evictions - already)
+        m.cp.add(sum(m.evicted.values()) <= max_evictions - m.evicted_outside)
 
 
 def mig_instances_match_pods(m: PackingModel) -> None:

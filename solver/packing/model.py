@@ -11,7 +11,7 @@ solve loop freezes to shrink a large instance) are constants that only take capa
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,14 +52,28 @@ class PackingModel:
         self,
         instance: inst.Instance,
         *,
-        fixed: Mapping[int, Place],
+        free: Collection[int] | None = None,
+        rest: inst.Assignment | None = None,
         nodes: frozenset[int] | None = None,
         max_evictions: int | None = None,
     ) -> None:
         self.instance = instance
-        pinned = {i: (p.node, p.mig_slot) for i, p in enumerate(instance.pods) if p.pinned}
-        self.fixed: dict[int, Place] = pinned | dict(fixed)
         self.nodes = frozenset(range(len(instance.nodes))) if nodes is None else nodes
+        self.rest = rest or inst.Assignment.current(instance)
+        """Where the pods the model does not decide about are (pinned pods where they run)."""
+        pods = instance.pods
+        chosen = range(len(pods)) if free is None else free
+        self.free_pods = frozenset(i for i in chosen if not pods[i].pinned)
+        outside = [i for i in range(len(pods)) if i not in self.free_pods]
+        # Only pods on the model's nodes weigh on it: on a 5 000-node cluster cut to a
+        # neighbourhood, the 48 000 others are never looked at again.
+        self.fixed: dict[int, Place] = {
+            i: (n, self.rest.mig_slots[i]) for i in outside if (n := self.rest.nodes[i]) in self.nodes
+        }
+        self.evicted_outside = sum(
+            1 for i in outside if pods[i].node is not None and self.rest.nodes[i] is None
+        )
+        """Running pods outside the model that ``rest`` leaves unplaced (count against the limit)."""
         self.cp = cp_model.CpModel()
         self.base, self.blocked = _fixed_load(instance, self.fixed)
         self._free = [
@@ -69,7 +83,7 @@ class PackingModel:
         self._free_matrix = np.array(self._free, dtype=np.int64).reshape(
             len(instance.nodes), len(instance.resources)
         )
-        self.classes = _classes(instance, self.fixed)
+        self.classes = _classes(instance, self.free_pods)
         self.y: dict[tuple[int, int], cp_model.IntVar] = {}
         self.ub: dict[tuple[int, int], int] = {}
         """Upper bound of each ``y`` variable."""
@@ -255,10 +269,9 @@ class PackingModel:
         is kept), the other running pods fill the remaining places before pending pods do, and new
         MIG pods get the instances nobody stays on.
         """
-        nodes: list[int | None] = [None] * len(self.instance.pods)
-        slots: list[inst.MigSlot | None] = [None] * len(self.instance.pods)
-        for i, (n, slot) in self.fixed.items():
-            nodes[i], slots[i] = n, slot
+        nodes, slots = list(self.rest.nodes), list(self.rest.mig_slots)
+        for i in self.free_pods:
+            nodes[i], slots[i] = None, None
         free_instances: dict[tuple[int, str], list[inst.MigSlot]] = defaultdict(list)
         for (n, g, profile, start), v in self.u.items():
             if value(v):
@@ -328,12 +341,12 @@ def _fixed_load(
     return base, blocked
 
 
-def _classes(instance: inst.Instance, fixed: Mapping[int, Place]) -> list[PodClass]:
+def _classes(instance: inst.Instance, free: frozenset[int]) -> list[PodClass]:
     groups: dict[tuple[int, tuple[int, ...], str | None, frozenset[int], bool, bool], list[int]] = (
         defaultdict(list)
     )
     for i, pod in enumerate(instance.pods):
-        if i in fixed or pod.pinned:
+        if i not in free:
             continue
         # A pending pod has nothing to disturb: it joins the running pods that may move and go.
         movable, evictable = (pod.movable, pod.evictable) if pod.node is not None else (True, True)

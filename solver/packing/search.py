@@ -28,7 +28,7 @@ from ortools.sat.python import cp_model
 from fairpack.solver.packing import greedy, objectives, validate
 from fairpack.solver.packing import instance as inst
 from fairpack.solver.packing import plan as plans
-from fairpack.solver.packing.model import PackingModel, Place, set_hint
+from fairpack.solver.packing.model import PackingModel, set_hint
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ def solve(
     # The stages stop short of the window: decoding, validating and naming the plan follow them.
     deadline = started + settings.window_s * (1 - WRAP_UP_SHARE)
     hint = greedy.schedule(instance, settings=_greedy_settings(settings))
-    fixed, nodes = _neighbourhood(instance, hint, budget=int(settings.pairs_per_second * settings.window_s))
-    model = PackingModel(instance, fixed=fixed, nodes=nodes, max_evictions=settings.max_evictions)
+    free, nodes = _neighbourhood(instance, hint, budget=int(settings.pairs_per_second * settings.window_s))
+    model = PackingModel(instance, free=free, rest=hint, nodes=nodes, max_evictions=settings.max_evictions)
     model.hint(hint)
     best, stages = _stages(model, hint, settings=settings, deadline=deadline, progress=progress)
     rejected = tuple(validate.problems(instance, best, max_evictions=settings.max_evictions)) if best else ()
@@ -260,11 +260,11 @@ def _gap(stages: list[plans.Stage]) -> float:
 
 def _neighbourhood(
     instance: inst.Instance, hint: inst.Assignment, *, budget: int
-) -> tuple[dict[int, Place], frozenset[int] | None]:
-    """Pods to fix at their greedy place and the nodes left free; (``{}``, None) when all fit the budget."""
+) -> tuple[set[int] | None, frozenset[int] | None]:
+    """Pods and nodes left to the model (the rest stays where greedy put it); (None, None): all of them."""
     shapes_all = {(p.priority, p.requests, p.mig_profile, p.eligible) for p in instance.pods if not p.pinned}
     if sum(len(eligible) for *_, eligible in shapes_all) <= budget:
-        return {}, None
+        return None, None
     room = _room(instance, hint)
     unplaced = [i for i, n in enumerate(hint.nodes) if n is None and not instance.pods[i].pinned]
     sets = {id(instance.pods[i].eligible): instance.pods[i].eligible for i in unplaced}
@@ -281,16 +281,15 @@ def _neighbourhood(
             break
         shapes |= more
         chosen.append(n)
-    free_nodes = frozenset(chosen)
-    fixed: dict[int, Place] = {
-        i: (n, hint.mig_slots[i])
-        for i, n in enumerate(hint.nodes)
-        if n is not None and n not in free_nodes and not instance.pods[i].pinned
-    }
+    free = set(unplaced).union(*(residents.get(n, []) for n in chosen))
     logger.info(
-        "instance cut to %d of %d nodes (%d pods fixed)", len(free_nodes), len(instance.nodes), len(fixed)
+        "instance cut to %d of %d nodes and %d of %d pods",
+        len(chosen),
+        len(instance.nodes),
+        len(free),
+        len(instance.pods),
     )
-    return fixed, free_nodes
+    return free, frozenset(chosen)
 
 
 def _room(instance: inst.Instance, at: inst.Assignment) -> list[float]:
