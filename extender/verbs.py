@@ -12,7 +12,7 @@ import datetime
 import functools
 import itertools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -52,13 +52,22 @@ class Verdict:
     """Share of the node's GPUs still free after placing the pod."""
 
 
-def shape(pod: model.Pod) -> tuple[Any, ...]:
-    """What the verdict on a node depends on: verdicts are memoised per node and shape."""
-    return (pod.gpu, tuple(sorted(pod.node_selector.items())), pod.tolerations, pod.affinity)
+_SHAPES: dict[tuple[Any, ...], int] = {}
 
 
-def verdict(state: cv.NodeState, pod: model.Pod) -> Verdict:
-    key = shape(pod)
+def shape(pod: model.Pod) -> int:
+    """A small integer naming what the verdict on a node depends on (the pod's GPU request and
+    placement constraints): verdicts are memoised per node under it, and an int hashes fastest."""
+    key = (pod.gpu, tuple(sorted(pod.node_selector.items())), pod.tolerations, pod.affinity)
+    found = _SHAPES.get(key)
+    if found is None:
+        found = _SHAPES.setdefault(key, len(_SHAPES))
+    return found
+
+
+def verdict(state: cv.NodeState, pod: model.Pod, key: int | None = None) -> Verdict:
+    """The verdict for ``pod`` on the node (``key``: its :func:`shape`, when the caller has it)."""
+    key = shape(pod) if key is None else key
     found: Verdict | None = state.memo.get(key)
     if found is None:
         found = state.memo[key] = _judge(state, pod)
@@ -130,20 +139,36 @@ def choose(state: cv.NodeState, pod: model.Pod) -> model.Placement | None:
 
 def node_key(state: cv.NodeState, extra: model.Placement | None = None) -> occ.NodeKey:
     """The node's GPU state as the fragmentation measure reads it, with ``extra`` also placed."""
-    node = state.node
-    free_gpus = set(state.free_gpus) - set(extra.gpus if extra else ())
-    taken = set(node.mig) - state.free_mig | ({extra.mig} if extra and extra.mig else set())
+    if extra is None:
+        cached: occ.NodeKey | None = state.memo.get("key")
+        if cached is None:
+            cached = state.memo["key"] = _node_key(
+                state.node, state.free_gpus, set(state.node.mig) - state.free_mig
+            )
+        return cached
+    free_gpus = state.free_gpus - set(extra.gpus)
+    taken = set(state.node.mig) - state.free_mig | ({extra.mig} if extra.mig else set())
+    return _node_key(state.node, free_gpus, taken)
+
+
+def _node_key(
+    node: model.Node, free_gpus: Collection[int], taken: Collection[model.MigInstance]
+) -> occ.NodeKey:
     gpus: list[occ.GpuKey] = []
+    mig_gpus = node.mig_gpus
     for gpu in node.gpus:
-        if gpu.index in node.mig_gpus and gpu.model is not None:
+        if gpu.index in mig_gpus and gpu.model is not None:
             mine = [i for i in node.mig if i.gpu == gpu.index]
-            layout = tuple(sorted((occ.profile_class(i.profile), i.start) for i in mine))
+            layout = tuple(sorted((_profile_class(i.profile), i.start) for i in mine))
             held = mig.used_mask(gpu.model, [i for i in mine if i in taken])
             gpus.append((occ.Kind.STATIC, held, layout))
         else:
             gpus.append((occ.Kind.WHOLE, 0 if gpu.index in free_gpus else mig.FULL, ()))
     name = next((g.model.name for g in node.gpus if g.model is not None), "")
     return name, tuple(sorted(gpus))
+
+
+_profile_class = functools.cache(occ.profile_class)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -170,13 +195,15 @@ def filter_nodes(
     passed: list[str] = []
     failed: dict[str, str] = {}
     unresolvable: dict[str, str] = {}
+    key = shape(pod)
     with view.lock:
+        nodes = view.nodes
         for name in names:
-            state = view.nodes.get(name)
+            state = nodes.get(name)
             if state is None:
                 failed[name] = "node not in the extender's cluster view yet"
                 continue
-            found = verdict(state, pod)
+            found = state.memo.get(key) or verdict(state, pod, key)
             if found.placement is not None:
                 passed.append(name)
             elif found.unresolvable:
@@ -220,10 +247,11 @@ def prioritize(
 ) -> dict[str, int]:
     """Scores 0..10 per node: least fragmentation growth (fgd), fullest (binpack) or emptiest (spread)."""
     raw: dict[str, float] = {}
+    key = shape(pod)
     with view.lock:
         for name in names:
             state = view.nodes.get(name)
-            found = verdict(state, pod) if state is not None else None
+            found = verdict(state, pod, key) if state is not None else None
             if found is None or found.placement is None:
                 continue
             if strategy == "spread":

@@ -1,0 +1,305 @@
+"""The extender's cost to kube-scheduler: verb latency at scale, and end-to-end throughput.
+
+1. Latency (in-process, the app over ASGI with JSON in and out, nodeCacheCapable): per pod,
+   ``filter`` over every node then ``prioritize`` over the nodes that passed, then ``bind``
+   (in memory) to the best, so every cycle changes the cluster as scheduling does. Clusters of
+   100, 1 000 and 5 000 nodes cycled from the 100-node demo inventory, about 40 % of whole GPUs
+   and MIG instances taken; pods cycle through 1 GPU, 2 GPUs, 4 GPUs in one NVLink island,
+   MIG 1g and MIG 3g. Goal: p99 of filter+prioritize under 5 ms at 1 000 nodes.
+2. Throughput (``--e2e``, needs ``make binaries``): the local control plane's fairpack-scheduler
+   (a real kube-scheduler) binds one-GPU pods onto KWOK nodes, once without extenders and once
+   with this extender (filter, prioritize, bind; in a thread of this process). Goal: the
+   extender costs less than 20 % of the pods/s.
+
+Run: ``.venv/bin/python bench/bench_extender.py`` (defaults: --nodes 100,1000,5000 --pods 300;
+add ``--e2e --e2e-nodes 200 --e2e-pods 400`` for the cluster run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import pathlib
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from fairpack_dev import inventory
+from rich.console import Console
+from rich.table import Table
+
+from fairpack.extender import app as app_
+from fairpack.extender import settings as settings_
+from fairpack.extender import verbs
+from fairpack.extender import view as cv
+from fairpack.solver import kube, labels
+
+WARM_UP = 20
+"""Cycles before measuring: the first pod of each shape judges every node once (memoised after)."""
+
+HERE = pathlib.Path(__file__).resolve().parent
+INVENTORY = HERE.parent / "hack" / "inventories" / "gpu-100.yaml"
+SHAPES: tuple[tuple[str, dict[str, str], dict[str, str]], ...] = (
+    ("1 GPU", {labels.GPU_RESOURCE: "1"}, {}),
+    ("2 GPUs", {labels.GPU_RESOURCE: "2"}, {}),
+    ("4 GPUs, one island", {labels.GPU_RESOURCE: "4"}, {labels.REQUIRE_NVLINK_ANNOTATION: "true"}),
+    ("MIG 1g", {labels.MIG_RESOURCE_PREFIX + "1g.10gb": "1"}, {}),
+    ("MIG 3g", {labels.MIG_RESOURCE_PREFIX + "3g.40gb": "1"}, {}),
+)
+
+
+def pod(
+    name: str, limits: dict[str, str], annotations: dict[str, str], node: str | None = None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "schedulerName": labels.SCHEDULER_NAME,
+        "containers": [{"name": "c", "resources": {"limits": {"cpu": "1", **limits}}}],
+    }
+    if node:
+        spec["nodeName"] = node
+    return {
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "bench", "uid": name, "annotations": annotations},
+        "spec": spec,
+        "status": {"phase": "Running" if node else "Pending"},
+    }
+
+
+def cluster(size: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``size`` nodes cycled from the demo inventory, ~40 % of their devices held by pods."""
+    templates = inventory.load(INVENTORY).nodes()
+    nodes, pods = [], []
+    for i, template in zip(range(size), itertools.cycle(templates), strict=False):
+        name = f"n{i}-{template['metadata']['name']}"
+        node = json.loads(json.dumps(template))
+        node["metadata"]["name"] = name
+        nodes.append(node)
+        layout = json.loads(node["metadata"]["annotations"][labels.MIG_LAYOUT_ANNOTATION])
+        whole = [
+            g for g in range(int(node["metadata"]["labels"][labels.GPU_COUNT_LABEL])) if str(g) not in layout
+        ]
+        for g in whole:
+            if rng.random() < 0.4:
+                notes = {labels.GPU_INDICES_ANNOTATION: str(g)}
+                pods.append(pod(f"{name}-g{g}", {labels.GPU_RESOURCE: "1"}, notes, name))
+        for g, instances in layout.items():
+            for inst in instances:
+                if rng.random() < 0.4:
+                    notes = {labels.MIG_INSTANCE_ANNOTATION: f"{g}:{inst['profile']}@{inst['start']}"}
+                    limits = {labels.MIG_RESOURCE_PREFIX + inst["profile"]: "1"}
+                    pods.append(pod(f"{name}-m{g}-{inst['start']}", limits, notes, name))
+    return nodes, pods
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency(size: int, pods: int, seed: int) -> dict[str, float]:
+    return asyncio.run(_latency(size, pods, seed))
+
+
+async def _latency(size: int, pods: int, seed: int) -> dict[str, float]:
+    rng = random.Random(seed)
+    nodes, held = cluster(size, rng)
+    view = cv.ClusterView()
+    view.replace(nodes, held)
+    names = [n["metadata"]["name"] for n in nodes]
+    cycle: list[float] = []
+    filter_only: list[float] = []
+    decide_only: list[float] = []
+    bound = 0
+    app = app_.create_app(settings_.load(environ={}), view=view)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://extender") as client:
+        for i in range(pods + WARM_UP):
+            _, limits, notes = SHAPES[i % len(SHAPES)]
+            the_pod = pod(f"p{i}", limits, notes)
+            view.upsert_pod(the_pod)
+            started = time.perf_counter()
+            answer = await client.post("/filter", json={"Pod": the_pod, "NodeNames": names})
+            filtered = time.perf_counter()
+            passed = answer.json()["NodeNames"]
+            scores = (await client.post("/prioritize", json={"Pod": the_pod, "NodeNames": passed})).json()
+            done = time.perf_counter()
+            # The same decisions without HTTP and JSON: what the verbs themselves cost.
+            model_pod = kube.pod_from_dict(the_pod)
+            direct = time.perf_counter()
+            found = verbs.filter_nodes(view, model_pod, names, plan_freshness_s=120.0)
+            verbs.prioritize(view, model_pod, found.passed, strategy="fgd")
+            decided = time.perf_counter()
+            if i >= WARM_UP:
+                cycle.append(done - started)
+                filter_only.append(filtered - started)
+                decide_only.append(decided - direct)
+            if scores:
+                best = max(scores, key=lambda h: h["Score"])["Host"]
+                bind = {"PodName": f"p{i}", "PodNamespace": "bench", "PodUID": f"p{i}", "Node": best}
+                bound += (await client.post("/bind", json=bind)).json()["Error"] == ""
+    return {
+        "p50": statistics.median(cycle) * 1000,
+        "p99": percentile(cycle, 0.99) * 1000,
+        "filter p99": percentile(filter_only, 0.99) * 1000,
+        "decide p50": statistics.median(decide_only) * 1000,
+        "decide p99": percentile(decide_only, 0.99) * 1000,
+        "bound": bound,
+        "pods": pods,
+    }
+
+
+def throughput(node_count: int, pod_count: int, console: Console) -> dict[str, float]:
+    """Pods/s the fairpack-scheduler binds without and with the extender (same cluster, one run)."""
+    import uvicorn
+    from fairpack_dev import cluster as localcluster
+    from fairpack_dev import testkit
+    from fairpack_dev.scheduler_config import ExtenderConfig
+    from kubernetes import client
+
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as state:
+        settings = localcluster.Settings(state_dir=pathlib.Path(state), inventory=None, verbosity=0)
+        with localcluster.LocalCluster(settings) as local:
+            api = local.api_client()
+            pool = inventory.load(INVENTORY).pool("h100")
+            group = testkit.create_group(api, pool, count=node_count, taint=False, timeout_s=600)
+            console.print(f"{node_count} KWOK nodes Ready")
+            port = _free_port()
+            extender_settings = settings_.load(
+                environ={}, host="127.0.0.1", port=port, kubeconfig=local.kubeconfig, log_level="WARNING"
+            )
+            config = uvicorn.Config(
+                app_.create_app(extender_settings), host="127.0.0.1", port=port, log_config=None
+            )
+            server = uvicorn.Server(config)
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            runs: list[tuple[str, ExtenderConfig | None]] = [
+                ("without extender", None),
+                (
+                    "with extender",
+                    ExtenderConfig(url_prefix=f"http://127.0.0.1:{port}", ignorable=False, preempt_verb=""),
+                ),
+            ]
+            try:
+                for label, extender in runs:
+                    local.restart_fairpack_scheduler(extender)
+                    results[label] = _schedule(api, group, pod_count, label)
+                    console.print(f"{label}: {results[label]:.1f} pods/s")
+            finally:
+                server.should_exit = True
+                thread.join(timeout=15)
+                client.CoreV1Api(api).delete_collection_namespaced_pod("default")
+    return results
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _schedule(api: Any, group: Any, count: int, label: str) -> float:
+    from fairpack_dev import testkit
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    namespace = testkit.unique("bench")
+    core.create_namespace({"metadata": {"name": namespace}})
+    testkit.wait_for(
+        lambda: core.list_namespaced_service_account(namespace, field_selector="metadata.name=default").items,
+        60,
+        what="the default ServiceAccount",
+    )
+    manifests = [
+        testkit.Pod(f"p{i}", namespace).gpus(1).fairpack().on(group).manifest() for i in range(count)
+    ]
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda body: core.create_namespaced_pod(namespace, body), manifests))
+
+    def all_bound() -> bool:
+        listed: Any = core.list_namespaced_pod(namespace).items
+        return sum(1 for p in listed if p.spec.node_name) == count
+
+    testkit.wait_for(all_bound, 600, what=f"{count} pods bound ({label})", every=0.25)
+    elapsed = time.monotonic() - started
+    core.delete_namespace(namespace)
+    return count / elapsed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", default="100,1000,5000")
+    parser.add_argument("--pods", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--e2e", action="store_true", help="also measure throughput on the local control plane"
+    )
+    parser.add_argument("--e2e-nodes", type=int, default=200)
+    parser.add_argument("--e2e-pods", type=int, default=400)
+    args = parser.parse_args(argv)
+    console = Console(width=160)
+    table = Table(
+        title="Extender latency per pod (filter over all nodes + prioritize over those passing), ms"
+    )
+    columns = (
+        "nodes",
+        "pods",
+        "p50",
+        "p99",
+        "filter p99",
+        "verbs only p50",
+        "verbs only p99",
+        "bound",
+        "goal",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    for size in [int(n) for n in args.nodes.split(",")]:
+        r = latency(size, args.pods, args.seed)
+        goal = ("p99 < 5 ms met" if r["p99"] < 5 else "p99 < 5 ms missed") if size == 1000 else "-"
+        table.add_row(
+            str(size),
+            str(int(r["pods"])),
+            f"{r['p50']:.2f}",
+            f"{r['p99']:.2f}",
+            f"{r['filter p99']:.2f}",
+            f"{r['decide p50']:.2f}",
+            f"{r['decide p99']:.2f}",
+            str(int(r["bound"])),
+            goal,
+        )
+    console.print(table)
+    if args.e2e:
+        results = throughput(args.e2e_nodes, args.e2e_pods, console)
+        e2e = Table(
+            title=f"kube-scheduler throughput, {args.e2e_pods} one-GPU pods on {args.e2e_nodes} KWOK nodes"
+        )
+        for column in ("run", "pods/s", "ratio to without", "goal: cost < 20 %"):
+            e2e.add_column(column, justify="right")
+        base = results["without extender"]
+        for label, value in results.items():
+            ratio = value / base
+            goal = "-" if label == "without extender" else ("met" if ratio > 0.8 else "missed")
+            e2e.add_row(label, f"{value:.1f}", f"{ratio:.2f}", goal)
+        console.print(e2e)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
