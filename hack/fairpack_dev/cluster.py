@@ -17,6 +17,7 @@ process can attach). CLI::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -25,7 +26,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -33,7 +34,6 @@ import yaml
 from kubernetes import client, config
 
 from fairpack_dev import inventory, pki, processes, scheduler_config
-from fairpack_dev.scheduler_config import ExtenderConfig
 
 VERSIONS = pathlib.Path(__file__).resolve().parent.parent / "versions.env"
 STAGES = pathlib.Path(__file__).resolve().parent.parent / "kwok" / "stages.yaml"
@@ -116,7 +116,7 @@ class Ports:
 
     @classmethod
     def pick(cls) -> Ports:
-        names = [f.name for f in cls.__dataclass_fields__.values()]
+        names = [f.name for f in dataclasses.fields(cls)]
         return cls(**dict(zip(names, free_ports(len(names)), strict=True)))
 
 
@@ -132,11 +132,12 @@ class Settings:
     """Per component: the apiserver takes 10-30 s on two busy cores."""
     stop_grace_s: float = 10.0
     """SIGTERM, then SIGKILL after this long."""
-    extender: ExtenderConfig | None = None
+    extender: scheduler_config.ExtenderConfig | None = None
     """The fairpack-scheduler's extender; None: an ignorable one at the reserved port."""
     verbosity: int = 2
     """klog -v of the Kubernetes components."""
-    kwok_stages: pathlib.Path = field(default=STAGES)
+    kwok_stages: pathlib.Path = STAGES
+    """KWOK Stage objects: how fake nodes and pods move through their lifecycle."""
 
 
 class LocalCluster:
@@ -149,7 +150,7 @@ class LocalCluster:
         self.state_dir = settings.state_dir.resolve()
         self.pki = pki.Pki(self.state_dir / "pki")
         self._ports: Ports | None = None
-        self.extender: ExtenderConfig | None = None
+        self.extender: scheduler_config.ExtenderConfig | None = None
 
     # --- Where things are ------------------------------------------------------------------
 
@@ -192,9 +193,7 @@ class LocalCluster:
         self.down()
         self.state_dir.mkdir(parents=True)
         self._ports = Ports.pick()
-        self.extender = self.settings.extender or ExtenderConfig(
-            url_prefix=f"http://127.0.0.1:{self.ports.extender}"
-        )
+        self.extender = self.settings.extender or self.default_extender()
         self._save()
         identities = (pki.ADMIN, pki.CONTROLLER_MANAGER, pki.SCHEDULER, pki.KWOK)
         self.pki.create(identities=identities)
@@ -245,7 +244,7 @@ class LocalCluster:
         report["apiserver /readyz"] = "ok" if self.running() else "not ready"
         return report
 
-    def restart_fairpack_scheduler(self, extender: ExtenderConfig | None) -> None:
+    def restart_fairpack_scheduler(self, extender: scheduler_config.ExtenderConfig | None) -> None:
         """Restart the fairpack-scheduler process with ``extender`` as its extenders entry (None:
         no extender at all) and wait until it is healthy."""
         self.extender = extender
@@ -254,9 +253,9 @@ class LocalCluster:
         self._wait("fairpack-scheduler")
         self._save()
 
-    def default_extender(self) -> ExtenderConfig:
+    def default_extender(self) -> scheduler_config.ExtenderConfig:
         """The extender entry a fresh cluster has: ignorable, at the reserved (empty) port."""
-        return ExtenderConfig(url_prefix=f"http://127.0.0.1:{self.ports.extender}")
+        return scheduler_config.ExtenderConfig(url_prefix=f"http://127.0.0.1:{self.ports.extender}")
 
     # --- Nodes -----------------------------------------------------------------------------
 
@@ -423,7 +422,7 @@ class LocalCluster:
         return True
 
 
-def _extender_json(extender: ExtenderConfig | None) -> dict[str, Any] | None:
+def _extender_json(extender: scheduler_config.ExtenderConfig | None) -> dict[str, Any] | None:
     if extender is None:
         return None
     data = asdict(extender)
@@ -432,9 +431,9 @@ def _extender_json(extender: ExtenderConfig | None) -> dict[str, Any] | None:
     return data
 
 
-def _extender_from_json(data: dict[str, Any]) -> ExtenderConfig:
+def _extender_from_json(data: dict[str, Any]) -> scheduler_config.ExtenderConfig:
     ca_file = data.pop("ca_file")
-    return ExtenderConfig(
+    return scheduler_config.ExtenderConfig(
         **{**data, "managed_resources": tuple(data["managed_resources"])},
         ca_file=None if ca_file is None else pathlib.Path(ca_file),
     )
