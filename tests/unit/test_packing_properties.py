@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fairpack.solver import gpumodels, packing
-from fairpack.solver.packing import greedy, validate
+from fairpack.solver.packing import greedy, validate, workloads
 from fairpack.solver.packing import instance as inst
 
 A100 = gpumodels.by_name("A100-40GB")
@@ -196,3 +196,17 @@ def test_a_pod_that_fits_nowhere_leaves_a_sane_plan(window: float) -> None:
     assert plan.moves == ()
     assert plan.placed_by_priority[5].after == 0
     assert plan.status in (packing.Status.OPTIMAL, packing.Status.GREEDY)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_large_cluster_cut_to_a_neighbourhood_still_gets_a_valid_plan_never_below_greedy(seed: int) -> None:
+    cluster, _ = workloads.after_default_scheduler(workloads.Scenario(16, 8, 2, 1.05, seed))
+    tiny = packing.Settings(window_s=0.5, num_workers=1, pairs_per_second=400, max_evictions=3)
+    plan = solve(cluster, tiny)
+    assert not plan.complete
+    assert plan.status is not packing.Status.OPTIMAL
+    assert validate.problems(cluster, plan.assignment, max_evictions=3) == []
+    hint = greedy.schedule(cluster, settings=greedy.Settings(max_evictions=3))
+    assert validate.key(validate.score(cluster, plan.assignment)) >= validate.key(
+        validate.score(cluster, hint)
+    )
