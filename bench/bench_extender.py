@@ -217,7 +217,8 @@ def _schedule(api: Any, group: Any, count: int, label: str) -> float:
 
     core = client.CoreV1Api(api)
     namespace = testkit.unique("bench")
-    core.create_namespace({"metadata": {"name": namespace}})
+    namespace_body: Any = {"metadata": {"name": namespace}}
+    core.create_namespace(namespace_body)
     testkit.wait_for(
         lambda: core.list_namespaced_service_account(namespace, field_selector="metadata.name=default").items,
         60,
