@@ -1,0 +1,53 @@
+"""Operating the operator: its liveness endpoint answers and its Prometheus metrics count work."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fairpack_dev.operator_fixtures import FAIRPACK, Kube, kube, ns, run_operator
+from fairpack_dev.testkit import wait_for
+
+pytestmark = pytest.mark.cluster
+__all__ = ["kube", "ns", "run_operator"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fetch(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None
+
+
+def test_liveness_answers_and_metrics_count_reconciles(
+    kube: Kube, ns: str, run_operator: Callable[..., Any]
+) -> None:
+    liveness, metrics = free_port(), free_port()
+    run_operator(FAIRPACK_LIVENESS_PORT=str(liveness), FAIRPACK_METRICS_PORT=str(metrics))
+    wait_for(lambda: fetch(f"http://127.0.0.1:{liveness}/healthz"), 60, what="the liveness endpoint")
+    kube.create(
+        {
+            "apiVersion": FAIRPACK,
+            "kind": "LLMService",
+            "metadata": {"name": "llm", "namespace": ns},
+            "spec": {"model": {"name": "m", "image": "i"}, "gpu": {"count": 1}},
+        }
+    )
+
+    def reconciled() -> bool:
+        text = fetch(f"http://127.0.0.1:{metrics}/metrics") or ""
+        return 'fairpack_operator_reconciles_total{kind="LLMService",result="ok"}' in text
+
+    wait_for(reconciled, 60, what="a counted LLMService reconcile")
+    text = fetch(f"http://127.0.0.1:{metrics}/metrics") or ""
+    assert "fairpack_operator_cycle_seconds" in text
