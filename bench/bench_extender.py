@@ -21,12 +21,13 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import pathlib
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -159,7 +160,6 @@ async def _latency(size: int, pods: int, seed: int) -> dict[str, float]:
 
 def throughput(node_count: int, pod_count: int, console: Console) -> dict[str, float]:
     """Pods/s the fairpack-scheduler binds without and with the extender (same cluster, one run)."""
-    import uvicorn
     from fairpack_dev import cluster as localcluster
     from fairpack_dev import testkit
     from fairpack_dev.scheduler_config import ExtenderConfig
@@ -173,16 +173,21 @@ def throughput(node_count: int, pod_count: int, console: Console) -> dict[str, f
             pool = inventory.load(INVENTORY).pool("h100")
             group = testkit.create_group(api, pool, count=node_count, taint=False, timeout_s=600)
             console.print(f"{node_count} KWOK nodes Ready")
+            # Its own process, as deployed: in this one it would share the GIL with the pod creation.
             port = _free_port()
-            extender_settings = settings_.load(
-                environ={}, host="127.0.0.1", port=port, kubeconfig=local.kubeconfig, log_level="WARNING"
-            )
-            config = uvicorn.Config(
-                app_.create_app(extender_settings), host="127.0.0.1", port=port, log_config=None
-            )
-            server = uvicorn.Server(config)
-            thread = threading.Thread(target=server.run, daemon=True)
-            thread.start()
+            script = pathlib.Path(sys.executable).parent / "fairpack-extender"
+            env = {**os.environ, "FAIRPACK_EXTENDER_LOG_LEVEL": "WARNING"}
+            args = [
+                str(script),
+                "--kubeconfig",
+                str(local.kubeconfig),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
+            extender_process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
+            testkit.wait_for(lambda: _ready(port), 60, what="the extender ready")
             runs: list[tuple[str, ExtenderConfig | None]] = [
                 ("without extender", None),
                 (
@@ -196,10 +201,17 @@ def throughput(node_count: int, pod_count: int, console: Console) -> dict[str, f
                     results[label] = _schedule(api, group, pod_count, label)
                     console.print(f"{label}: {results[label]:.1f} pods/s")
             finally:
-                server.should_exit = True
-                thread.join(timeout=15)
+                extender_process.terminate()
+                extender_process.wait(timeout=15)
                 client.CoreV1Api(api).delete_collection_namespaced_pod("default")
     return results
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _free_port() -> int:
@@ -271,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for column in columns:
         table.add_column(column, justify="right")
-    for size in [int(n) for n in args.nodes.split(",")]:
+    for size in [int(n) for n in args.nodes.split(",") if n]:
         r = latency(size, args.pods, args.seed)
         goal = ("p99 < 5 ms met" if r["p99"] < 5 else "p99 < 5 ms missed") if size == 1000 else "-"
         table.add_row(
