@@ -51,3 +51,41 @@ def test_liveness_answers_and_metrics_count_reconciles(
     wait_for(reconciled, 60, what="a counted LLMService reconcile")
     text = fetch(f"http://127.0.0.1:{metrics}/metrics") or ""
     assert "fairpack_operator_cycle_seconds" in text
+
+
+def test_with_peering_the_standby_replica_takes_over_when_the_active_one_stops(
+    kube: Kube, ns: str, run_operator: Callable[..., Any]
+) -> None:
+    peering = f"fairpack-{ns}"
+    kube.create({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}})
+    try:
+        active = run_operator(FAIRPACK_PEERING=peering, FAIRPACK_PEERING_PRIORITY="100")
+        standby = run_operator(FAIRPACK_PEERING=peering, FAIRPACK_PEERING_PRIORITY="10")
+        wait_for(
+            lambda: "Pausing operations in favour of" in standby.log.read_text(),
+            60,
+            what="the standby to pause",
+        )
+
+        def service(name: str) -> None:
+            kube.create(
+                {
+                    "apiVersion": FAIRPACK,
+                    "kind": "LLMService",
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {"model": {"name": "m", "image": "i"}, "gpu": {"count": 1}},
+                }
+            )
+            wait_for(
+                lambda: kube.get("apps/v1", "Deployment", f"{name}-serve", ns),
+                60,
+                what=f"{name}'s Deployment",
+            )
+
+        service("first")
+        assert "first" not in standby.log.read_text()  # only the active replica handled it
+        active.stop()
+        wait_for(lambda: "Resuming operations" in standby.log.read_text(), 90, what="the standby to resume")
+        service("second")
+    finally:
+        kube.delete("kopf.dev/v1", "ClusterKopfPeering", peering)
