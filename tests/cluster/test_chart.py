@@ -234,6 +234,19 @@ def test_upgrade_changes_the_scheduler_configuration_and_keeps_the_certificate(
             id="scheduler-reads-client-ca",
         ),
         pytest.param("scheduler", "get", ":secrets", NAMESPACE, "", False, id="scheduler-no-secrets"),
+        # Delegated authentication and authorisation of the scheduler's secure port (/healthz, /metrics).
+        pytest.param(
+            "scheduler", "create", "authentication.k8s.io:tokenreviews", "", "", True, id="scheduler-authn"
+        ),
+        pytest.param(
+            "scheduler",
+            "create",
+            "authorization.k8s.io:subjectaccessreviews",
+            "",
+            "",
+            True,
+            id="scheduler-authz",
+        ),
     ],
 )
 def test_service_account_permissions(
