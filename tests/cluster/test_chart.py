@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import pathlib
+import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -442,3 +443,36 @@ def test_uninstall_removes_the_release_but_keeps_the_crds(kubeconfig: str, kube:
         kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "sparkjobs.fairpack.io") is not None
     )
     kube.delete("v1", "Namespace", namespace)
+
+
+def test_plain_manifests_apply_to_the_cluster_and_delete_cleanly(kubeconfig: str, kube: Kube) -> None:
+    """manifests/fairpack.yaml, for users without Helm, is accepted as a whole (server-side apply);
+    its own objects are then deleted again (the CRDs, which other tests use, are left)."""
+    kubectl = [str(chart.kubectl_binary()), f"--kubeconfig={kubeconfig}"]
+    applied = subprocess.run(
+        [*kubectl, "apply", "--server-side", "-f", str(chart.PLAIN_MANIFEST)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    try:
+        assert applied.returncode == 0, applied.stderr
+        assert kube.get("apps/v1", "Deployment", "fairpack-extender", chart.NAMESPACE) is not None
+        assert kube.get("v1", "ConfigMap", "fairpack-scheduler-config", chart.NAMESPACE) is not None
+    finally:
+        subprocess.run(
+            [
+                *kubectl,
+                "delete",
+                "-f",
+                str(chart.PLAIN_MANIFEST),
+                "-l",
+                "app.kubernetes.io/instance=fairpack",
+            ],
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+        kube.delete("v1", "Namespace", chart.NAMESPACE)
+    assert kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", "fairpack-operator") is None
