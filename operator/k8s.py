@@ -10,7 +10,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes import client, config, dynamic, utils
+from kubernetes import client, config, dynamic
 from kubernetes.dynamic import exceptions as dynamic_exceptions
 
 FIELD_MANAGER = "fairpack-operator"
@@ -109,11 +109,6 @@ def delete(api_version: str, kind: str, name: str, namespace: str | None = None)
 def error_text(exc: ApiError) -> str:
     """The API's refusal as one line: status, reason and the server's message."""
     return f"{exc.status} {exc.reason}: {exc.summary()}"  # type: ignore[no-untyped-call]
-
-
-def quantity(value: str | int | float) -> float:
-    """A Kubernetes quantity ("500m", "4Gi") as a number."""
-    return float(utils.quantity.parse_quantity(value))  # type: ignore[no-untyped-call]
 
 
 def as_dict(obj: Any) -> Obj:

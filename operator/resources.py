@@ -11,8 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fairpack.operator import k8s
-from fairpack.solver import labels
+from fairpack.solver import kube, labels, model, quantity
 
 TERMINAL = ("Succeeded", "Failed")
 
@@ -44,23 +43,31 @@ class Resources:
         return Resources(self.cpu * factor, self.memory * factor, self.gpus * factor)
 
 
-def parse(amounts: Mapping[str, Any] | None) -> Resources:
+def parse(amounts: Mapping[str, Any] | None, *, where: str = "") -> Resources:
     """A requests/allocatable map as Resources (other resources are ignored)."""
-    amounts = amounts or {}
-
-    def get(key: str) -> float:
-        value = amounts.get(key)
-        return k8s.quantity(value) if value is not None else 0.0
-
-    return Resources(get("cpu"), get("memory"), get(labels.GPU_RESOURCE))
+    counted = (model.CPU, model.MEMORY, labels.GPU_RESOURCE)
+    parsed = {
+        name: quantity.amount(name, value, where=f"{where}.{name}" if where else name)
+        for name, value in (amounts or {}).items()
+        if name in counted and value is not None
+    }
+    return _aggregate(model.Resources.of(parsed))
 
 
 def pod_requests(pod: Mapping[str, Any]) -> Resources:
-    """The sum of the pod's containers' requests."""
-    total = Resources()
-    for container in pod.get("spec", {}).get("containers", []):
-        total = total + parse((container.get("resources") or {}).get("requests"))
-    return total
+    """The pod's effective request as Kubernetes computes it (init and sidecar containers, overhead)."""
+    meta = pod.get("metadata") or {}
+    where = f"pod {meta.get('namespace', '')}/{meta.get('name', '')}"
+    return _aggregate(kube.effective_requests(pod.get("spec") or {}, where))
+
+
+def _aggregate(amounts: model.Resources) -> Resources:
+    # The solver counts cpu in millicores; the queue's shares are in cores.
+    return Resources(
+        cpu=amounts.amount(model.CPU) / 1000,
+        memory=float(amounts.amount(model.MEMORY)),
+        gpus=float(amounts.amount(labels.GPU_RESOURCE)),
+    )
 
 
 def is_gated(pod: Mapping[str, Any]) -> bool:
@@ -99,7 +106,8 @@ def capacity(nodes: Iterable[Mapping[str, Any]]) -> Resources:
     """Allocatable resources of the nodes."""
     total = Resources()
     for node in nodes:
-        total = total + parse((node.get("status") or {}).get("allocatable"))
+        where = f"node {node.get('metadata', {}).get('name', '')}: status.allocatable"
+        total = total + parse((node.get("status") or {}).get("allocatable"), where=where)
     return total
 
 

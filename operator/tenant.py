@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from fairpack.operator import k8s
+from fairpack.solver import quantity
 
 GROUP, VERSION, PLURAL = "fairpack.io", "v1alpha1", "tenants"
 
@@ -43,8 +43,12 @@ def from_object(obj: Mapping[str, Any]) -> Tenant:
         weight=float(spec.get("weight", 1.0)),
         users=frozenset(spec.get("users") or ()),
         quota_gpus=int(quota["gpus"]) if "gpus" in quota else None,
-        quota_cores=k8s.quantity(cores) if cores is not None else None,
+        quota_cores=_cores(cores, tenant=obj["metadata"]["name"]) if cores is not None else None,
     )
+
+
+def _cores(value: str | int | float, *, tenant: str) -> float:
+    return quantity.milli(value, where=f"tenant {tenant}: spec.quota.cores") / 1000
 
 
 def register(registry: kopf.OperatorRegistry, *, interval_s: float) -> None:

@@ -90,6 +90,30 @@ def test_used_capacity_counts_admitted_pods_until_they_end_but_not_gated_ones() 
     assert resources.used([gated, running, done], nodes=[], selector={}) == resources.pod_requests(running)
 
 
+
+def test_a_pods_request_is_kubernetes_effective_request_with_its_init_containers() -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {
+            "initContainers": [{"name": "fetch", "resources": {"requests": {"cpu": "3", "memory": "1Gi"}}}],
+            "containers": [
+                {"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}}},
+                {"name": "b", "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": "1"}}},
+            ],
+        },
+    }
+    # cpu: the init container's 3 cores outweigh the app's 1.5; memory: the app's 2Gi wins.
+    assert resources.pod_requests(pod) == resources.Resources(cpu=3.0, memory=2 * 2**30, gpus=1.0)
+
+
+def test_a_malformed_request_names_the_pod_and_field() -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "two"}}}]},
+    }
+    with pytest.raises(ValueError, match=r"pod ns/p: spec\.containers\[0\].*cpu"):
+        resources.pod_requests(pod)
+
 TENANTS = {
     "a": tenant.Tenant("a", 1.0, frozenset({"u"}), None, None),
     "b": tenant.Tenant("b", 2.0, frozenset(), quota_gpus=None, quota_cores=3.0),
