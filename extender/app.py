@@ -114,17 +114,23 @@ def create_app(settings: settings_.Settings, *, view: cv.ClusterView | None = No
                 found = verbs.filter_nodes(the_view, pod, names, plan_freshness_s=settings.plan_freshness_s)
                 metrics.filtered_out.labels("unresolvable").inc(len(found.unresolvable))
                 metrics.filtered_out.labels("not_now").inc(len(found.failed))
-                result = schemas.ExtenderFilterResult(
-                    FailedNodes=found.failed, FailedAndUnresolvableNodes=found.unresolvable
-                )
+                # ExtenderFilterResult's fields, built as a dict: validating thousands of
+                # failure reasons through the model would cost more than the decision.
+                result: dict[str, Any] = {
+                    "FailedNodes": found.failed,
+                    "FailedAndUnresolvableNodes": found.unresolvable,
+                    "Error": "",
+                }
                 if args.NodeNames is not None or args.Nodes is None:
-                    result.NodeNames = found.passed
+                    result["NodeNames"] = found.passed
                 else:
                     keep = set(found.passed)
-                    result.Nodes = schemas.NodeList(
-                        items=[n for n in args.Nodes.items if (n.get("metadata") or {}).get("name") in keep]
-                    )
-                return result.model_dump(exclude_none=True)
+                    result["Nodes"] = {
+                        "items": [
+                            n for n in args.Nodes.items if (n.get("metadata") or {}).get("name") in keep
+                        ]
+                    }
+                return result
 
             return guarded(
                 "filter",
