@@ -73,20 +73,29 @@ class Component:
         """SIGTERM the component's process group, SIGKILL it after ``grace_s``; drop the pid file."""
         pid = self.pid()
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace_s
-            while self.pid() is not None and time.monotonic() < deadline:
-                _reap(pid)
-                time.sleep(0.1)
-            if self.pid() is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-                while self.pid() is not None:
-                    _reap(pid)
-                    time.sleep(0.05)
-            _reap(pid)
+            _signal_group(pid, signal.SIGTERM)
+            if not self._wait_gone(pid, timeout_s=grace_s):
+                _signal_group(pid, signal.SIGKILL)
+                self._wait_gone(pid, timeout_s=None)
         self.pid_file.unlink(missing_ok=True)
+
+    def _wait_gone(self, pid: int, *, timeout_s: float | None) -> bool:
+        """Whether the process ended within ``timeout_s`` (None: wait as long as it takes)."""
+        proc = _children.pop(pid, None)
+        if proc is not None:
+            # Our own child: wait() reaps it (its /proc entry may vanish before it can be reaped).
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                _children[pid] = proc
+                return False
+            return True
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.pid() is not None:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -104,6 +113,11 @@ def running(pid: int, program: str) -> bool:
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
     return state not in ("Z", "X") and cmdline == program
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)
 
 
 def _reap(pid: int) -> None:
