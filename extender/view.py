@@ -167,7 +167,7 @@ class ClusterView:
             state = self.nodes.get(node.name)
             if state is None:
                 self.nodes[node.name] = NodeState(node)
-            else:
+            elif state.node != node:  # status heartbeats change nothing fairpack reads: keep the memo
                 state.node = node
                 state.changed()
 
@@ -180,6 +180,8 @@ class ClusterView:
         if pod is None:
             return
         with self.lock:
+            if self.pods.get(pod.uid) == pod:
+                return  # an update of fields fairpack does not read: keep the memo
             self._unlink(pod.uid)
             if pod.terminated:
                 self.pods.pop(pod.uid, None)
