@@ -90,7 +90,6 @@ def test_used_capacity_counts_admitted_pods_until_they_end_but_not_gated_ones() 
     assert resources.used([gated, running, done], nodes=[], selector={}) == resources.pod_requests(running)
 
 
-
 def test_a_pods_request_is_kubernetes_effective_request_with_its_init_containers() -> None:
     pod = {
         "metadata": {"name": "p", "namespace": "ns"},
@@ -113,6 +112,7 @@ def test_a_malformed_request_names_the_pod_and_field() -> None:
     }
     with pytest.raises(ValueError, match=r"pod ns/p: spec\.containers\[0\].*cpu"):
         resources.pod_requests(pod)
+
 
 TENANTS = {
     "a": tenant.Tenant("a", 1.0, frozenset({"u"}), None, None),
