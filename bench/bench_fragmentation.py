@@ -30,6 +30,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fairpack.cli import replay as replay_cli
 from fairpack.solver import gpumodels, labels, model, openb, policies, replay
 
 OPENB = Path("/work/shared/data/openb")
@@ -61,11 +62,7 @@ def add_rows(table: Table, case: str, results: dict[str, tuple[replay.Outcome, f
         table.add_row(
             case if i == 0 else "",
             name,
-            str(o.placed),
-            str(o.pending),
-            f"{o.gpu_allocation_ratio:.1%}",
-            f"{o.unallocated_gpus:.1f}",
-            f"{o.fragmented_gpus:.1f}",
+            *replay_cli.outcome_cells(o),
             f"{o.unallocated_gpus / best:.2f}" if best else "-",
             f"{seconds:.1f}",
             end_section=i == len(results) - 1,

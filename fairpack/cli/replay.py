@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from fairpack.cli import options
 from fairpack.solver import kube, model, openb, policies, replay
 
 PROGRESS_EVERY = 200
@@ -91,10 +92,10 @@ def _document(path: Path) -> Mapping[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``fairpack replay``."""
     err = Console(stderr=True)
-    names = [p.strip() for p in args.policies.split(",") if p.strip()]
-    unknown = [n for n in names if n not in policies.NAMES]
-    if unknown:
-        err.print(f"[red]unknown policies: {', '.join(unknown)}; choose from {', '.join(policies.NAMES)}")
+    try:
+        names = options.choices(args.policies, known=policies.NAMES)
+    except options.UnknownChoiceError as exc:
+        err.print(f"[red]{exc}")
         return 2
     try:
         nodes, pods = load_nodes(args.nodes), load_pods(args.pods)
@@ -150,12 +151,16 @@ def table(results: Mapping[str, replay.Outcome], *, title: str) -> Table:
     for column in ("placed", "pending", "GPU allocation", "unallocated GPUs", "fragmented GPUs"):
         out.add_column(column, justify="right")
     for name, o in results.items():
-        out.add_row(
-            name,
-            str(o.placed),
-            str(o.pending),
-            f"{o.gpu_allocation_ratio:.1%}",
-            f"{o.unallocated_gpus:.1f}",
-            f"{o.fragmented_gpus:.1f}",
-        )
+        out.add_row(name, *outcome_cells(o))
     return out
+
+
+def outcome_cells(o: replay.Outcome) -> tuple[str, ...]:
+    """An outcome's placed, pending, GPU allocation, unallocated and fragmented GPUs, formatted."""
+    return (
+        str(o.placed),
+        str(o.pending),
+        f"{o.gpu_allocation_ratio:.1%}",
+        f"{o.unallocated_gpus:.1f}",
+        f"{o.fragmented_gpus:.1f}",
+    )

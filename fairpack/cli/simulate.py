@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from fairpack.cli import options
 from fairpack.solver.fairqueue import policies
 from fairpack.solver.sim import metrics, simulator, workloads
 
@@ -65,10 +66,10 @@ def load_workload(spec: str, *, seed: int) -> workloads.Workload:
 def run(args: argparse.Namespace) -> int:
     """Handler of ``fairpack simulate``."""
     err = Console(stderr=True)
-    names = [p.strip() for p in args.policies.split(",") if p.strip()]
-    unknown = [n for n in names if n not in policies.NAMES]
-    if unknown:
-        err.print(f"[red]unknown policies: {', '.join(unknown)}; choose from {', '.join(policies.NAMES)}")
+    try:
+        names = options.choices(args.policies, known=policies.NAMES)
+    except options.UnknownChoiceError as exc:
+        err.print(f"[red]{exc}")
         return 2
     try:
         workload = load_workload(args.workload, seed=args.seed)
