@@ -1,17 +1,18 @@
 """The UWFQ admission cycle for SparkJobs, in numbered steps as Kueue's scheduler has them.
 
-1. snapshot   - list SparkJobs, Tenants, Nodes and Pods (the cluster is the only state: the
-                queue is rebuilt from the jobs' status on every cycle, so a restarted operator
-                continues exactly where the last one stopped);
-2. follow     - move admitted jobs along their driver pod's phase (Running, Succeeded, Failed)
-                and delete the executors of finished jobs;
-3. submit     - give new jobs whose pods all exist (gated) their arrival time, size estimate and
-                demand (written to status);
+1. snapshot   - list SparkJobs (and opted-in SparkApplications, ``sparkapplication``), Tenants,
+                Nodes and Pods (the cluster is the only state: the queue is rebuilt from the
+                jobs' records on every cycle, so a restarted operator continues exactly where
+                the last one stopped);
+2. follow     - move admitted jobs along what runs them (Running, Succeeded, Failed) and delete
+                the executors of finished jobs;
+3. submit     - give new jobs that are held back (pods gated, application suspended) their
+                arrival time, size estimate and demand (written to their record);
 4. decide     - rebuild the UWFQ queue from the facts and walk it in order, taking each job
                 whose pods fit the free capacity and its tenant's quota (work conserving);
-5. admit      - one by one: record the admission in the job's status first, then lift the
-                scheduling gate of its pods (a crash in between is repaired by step 5 of the
-                next cycle, which lifts gates of admitted jobs still gated);
+5. admit      - one by one: record the admission in the job's record first, then release it
+                (lift its pods' gates, unsuspend it); a crash in between is repaired by step 5
+                of the next cycle, which releases admitted jobs still held;
 6. report     - queue positions and virtual finishes of waiting jobs, tenant status, metrics.
 """
 
@@ -21,7 +22,7 @@ import datetime
 import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 API_VERSION, KIND = "fairpack.io/v1alpha1", "SparkJob"
 QUEUED, ADMITTED, RUNNING, SUCCEEDED, FAILED = "Queued", "Admitted", "Running", "Succeeded", "Failed"
 FINISHED = (SUCCEEDED, FAILED)
+GONE = "Gone"
+"""What ``Job.observe`` says when what ran the job has disappeared."""
 
 
 def rfc3339(seconds: float) -> str:
@@ -56,9 +59,15 @@ def seconds(stamp: str | None) -> float | None:
 
 @dataclass(frozen=True)
 class Job:
-    """A SparkJob as the queue sees it."""
+    """A SparkJob as the queue sees it. Other kinds the queue admits (``sparkapplication``)
+    subclass it and override where they differ: where the record lives, how the job is held
+    back and released, and what says it runs."""
 
     body: dict[str, Any]
+    pod_label = spark_pods.JOB_LABEL
+    """Label whose value names the job on its pods."""
+    runner = "driver"
+    """What runs the job, for messages."""
 
     @property
     def uid(self) -> JobId:
@@ -78,8 +87,46 @@ class Job:
         return spec
 
     @property
+    def tenant(self) -> str:
+        return str(self.spec["tenant"])
+
+    @property
+    def user(self) -> str:
+        return str(self.spec["user"])
+
+    @property
     def status(self) -> Mapping[str, Any]:
+        """The queue's record of the job (arrival, estimate, demand, admission, phase)."""
         return self.body.get("status") or {}
+
+    def write(self, update: Mapping[str, Any]) -> None:
+        """Merge ``update`` into the record, in the cluster and in this snapshot."""
+        k8s.patch(
+            API_VERSION,
+            KIND,
+            self.name,
+            {"status": dict(update)},
+            namespace=self.namespace,
+            subresource="status",
+        )
+        self.body.setdefault("status", {}).update(update)
+
+    def held(self, pods: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether the job is held back until admitted: all its pods exist, gated (kopf's handler
+        creates them; until then the job is not queued yet)."""
+        return len(pods) >= self.pod_count()
+
+    def release(self, pods: Iterable[Mapping[str, Any]]) -> None:
+        """Let the admitted job run: lift its pods' gates (repeatable)."""
+        lift_gates(self, pods, float(self.status.get("virtualFinish") or 0.0))
+
+    def observe(self, pods: Iterable[Mapping[str, Any]]) -> str | None:
+        """RUNNING, SUCCEEDED or FAILED as the driver pod's phase says, GONE without a driver,
+        None while it is not running yet."""
+        phase = driver_phase(pods)
+        if phase is None:
+            return GONE
+        return phase if phase in (RUNNING, *FINISHED) else None
 
     @property
     def phase(self) -> str:
@@ -88,7 +135,7 @@ class Job:
     @property
     def template(self) -> str:
         """What the estimator learns sizes by: the user's application."""
-        return f"{self.spec['user']}/{self.spec.get('mainClass') or self.spec['mainApplicationFile']}"
+        return f"{self.user}/{self.spec.get('mainClass') or self.spec['mainApplicationFile']}"
 
     def pod_count(self) -> int:
         """The driver and the executors."""
@@ -113,7 +160,7 @@ class Job:
         return uwfq.JobFact(
             job=QueuedJob(
                 id=self.uid,
-                user=UserName(self.spec["tenant"]),
+                user=UserName(self.tenant),
                 arrival_s=float(seconds(status["submittedAt"]) or 0.0),
                 work_s=float(status["estimatedSeconds"]) * demand,
                 demand=demand,
@@ -134,31 +181,33 @@ class Snapshot:
     tenants: dict[str, tenant.Tenant]
     nodes: list[dict[str, Any]]
     pods: list[dict[str, Any]]
-    pods_by_job: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    pods_by_job: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        keys = {type(job).pod_label for job in self.jobs}
         for pod in self.pods:
-            job = (pod.get("metadata", {}).get("labels") or {}).get(spark_pods.JOB_LABEL)
-            if job:
-                self.pods_by_job.setdefault((pod["metadata"]["namespace"], job), []).append(pod)
+            pod_labels = pod.get("metadata", {}).get("labels") or {}
+            for key in keys & pod_labels.keys():
+                self.pods_by_job.setdefault((pod["metadata"]["namespace"], key, pod_labels[key]), []).append(
+                    pod
+                )
 
     def job_pods(self, job: Job) -> list[dict[str, Any]]:
-        return self.pods_by_job.get((job.namespace, job.name), [])
+        return self.pods_by_job.get((job.namespace, job.pod_label, job.name), [])
 
 
-def take_snapshot(now: float) -> Snapshot:
+Source = Callable[[], list[Job]]
+"""Lists the jobs of one more kind the queue admits (``sparkapplication.list_jobs``)."""
+
+
+def take_snapshot(now: float, sources: Sequence[Source] = ()) -> Snapshot:
     return Snapshot(
         now=now,
-        jobs=[Job(b) for b in k8s.list_objects(API_VERSION, KIND)],
+        jobs=[Job(b) for b in k8s.list_objects(API_VERSION, KIND)] + [j for s in sources for j in s()],
         tenants={t.name: t for t in map(tenant.from_object, k8s.list_objects(API_VERSION, "Tenant"))},
         nodes=k8s.list_objects("v1", "Node"),
         pods=k8s.list_objects("v1", "Pod"),
-    )
-
-
-def patch_status(job: Job, status: Mapping[str, Any]) -> None:
-    k8s.patch(
-        API_VERSION, KIND, job.name, {"status": dict(status)}, namespace=job.namespace, subresource="status"
     )
 
 
@@ -176,20 +225,27 @@ def follow(snap: Snapshot) -> None:
         if job.phase not in (ADMITTED, RUNNING):
             continue
         pods = snap.job_pods(job)
-        phase = driver_phase(pods)
+        phase = job.observe(pods)
         update: dict[str, Any] = {}
-        if phase is None:
-            update = {"phase": FAILED, "finishedAt": rfc3339(snap.now), "message": "driver pod was deleted"}
-        elif phase == "Running" and job.phase == ADMITTED:
-            update = {"phase": RUNNING, "startedAt": rfc3339(snap.now), "message": "driver running"}
+        if phase == GONE:
+            update = {
+                "phase": FAILED,
+                "finishedAt": rfc3339(snap.now),
+                "message": f"{job.runner} was deleted",
+            }
+        elif phase == RUNNING and job.phase == ADMITTED:
+            update = {"phase": RUNNING, "startedAt": rfc3339(snap.now), "message": f"{job.runner} running"}
         elif phase in FINISHED:
-            update = {"phase": phase, "finishedAt": rfc3339(snap.now), "message": f"driver {phase.lower()}"}
+            update = {
+                "phase": phase,
+                "finishedAt": rfc3339(snap.now),
+                "message": f"{job.runner} {phase.lower()}",
+            }
             if not job.status.get("startedAt"):
                 update["startedAt"] = rfc3339(snap.now)
         if not update:
             continue
-        patch_status(job, update)
-        job.body["status"].update(update)
+        job.write(update)
         if update["phase"] in FINISHED:
             for pod in pods:
                 labels_ = pod["metadata"].get("labels") or {}
@@ -201,11 +257,11 @@ def follow(snap: Snapshot) -> None:
 
 def admissibility(job: Job, tenants: Mapping[str, tenant.Tenant], total: Resources) -> str | None:
     """Why the job can never be queued as it stands (None when it can)."""
-    found = tenants.get(job.spec["tenant"])
+    found = tenants.get(job.tenant)
     if found is None:
-        return f"tenant {job.spec['tenant']!r} does not exist"
-    if not found.admits_user(job.spec["user"]):
-        return f"user {job.spec['user']!r} is not a member of tenant {found.name!r}"
+        return f"tenant {job.tenant!r} does not exist"
+    if not found.admits_user(job.user):
+        return f"user {job.user!r} is not a member of tenant {found.name!r}"
     if not job.requests().fits_in(total):
         return "the job requests more than the whole cluster has"
     return None
@@ -231,17 +287,17 @@ def submit(
     for job in snap.jobs:
         if job.status.get("submittedAt") or job.phase in FINISHED:
             continue
-        if len(snap.job_pods(job)) < job.pod_count():
-            continue  # its pods are still being created (kopf's handler finishes them first)
+        if not job.held(snap.job_pods(job)):
+            continue  # not (or no longer) held back: e.g. its pods are still being created
         reason = admissibility(job, snap.tenants, total)
         if reason is not None:
             if job.status.get("message") != reason:
-                patch_status(job, {"phase": QUEUED, "message": reason})
+                job.write({"phase": QUEUED, "message": reason})
             continue
         demand = resources.demand_units(job.requests(), total, units=settings.capacity_units)
         declared = float(job.spec.get("estimatedSeconds") or settings.default_job_seconds)
         # Learned history of the same user's application wins over the declaration.
-        work = estimator.estimate(user=job.spec["tenant"], name=job.template, declared_s=declared * demand)
+        work = estimator.estimate(user=job.tenant, name=job.template, declared_s=declared * demand)
         update = {
             "phase": QUEUED,
             "submittedAt": rfc3339(snap.now),
@@ -249,8 +305,7 @@ def submit(
             "demand": demand,
             "message": "waiting for admission",
         }
-        patch_status(job, update)
-        job.body.setdefault("status", {}).update(update)
+        job.write(update)
 
 
 def tenant_usage(snap: Snapshot) -> dict[str, Resources]:
@@ -261,6 +316,26 @@ def tenant_usage(snap: Snapshot) -> dict[str, Resources]:
         if owner and resources.holds_capacity(pod):
             usage[owner] = usage.get(owner, Resources()) + resources.pod_requests(pod)
     return usage
+
+
+def outstanding(snap: Snapshot) -> Resources:
+    """What admitted jobs will take beyond the pods they have so far: an unsuspended application
+    holds its whole request before spark-operator has made its pods, which ``resources.used`` cannot
+    see yet. (A SparkJob's pods all exist once it is admitted, so it has nothing outstanding.)"""
+    total = Resources()
+    for job in snap.jobs:
+        if job.phase not in (ADMITTED, RUNNING):
+            continue
+        have = Resources()
+        for pod in snap.job_pods(job):
+            have = have + resources.pod_requests(pod)
+        need = job.requests()
+        total = total + Resources(
+            max(need.cpu - have.cpu, 0.0),
+            max(need.memory - have.memory, 0.0),
+            max(need.gpus - have.gpus, 0.0),
+        )
+    return total
 
 
 def within_quota(found: tenant.Tenant, usage: Resources) -> bool:
@@ -279,12 +354,12 @@ def decide(snap: Snapshot, queue: uwfq.UwfqQueue, free: Resources) -> list[Job]:
         if job.phase != QUEUED:
             continue
         need = job.requests()
-        owner = snap.tenants.get(job.spec["tenant"])
-        after = usage.get(job.spec["tenant"], Resources()) + need
+        owner = snap.tenants.get(job.tenant)
+        after = usage.get(job.tenant, Resources()) + need
         if owner is None or not need.fits_in(free) or not within_quota(owner, after):
             continue
         free = free - need
-        usage[job.spec["tenant"]] = after
+        usage[job.tenant] = after
         chosen.append(job)
     return chosen
 
@@ -318,15 +393,14 @@ def admit(snap: Snapshot, queue: uwfq.UwfqQueue, chosen: Iterable[Job]) -> None:
             "queuePosition": None,
             "message": "admitted",
         }
-        patch_status(job, update)
-        job.body["status"].update(update)
+        job.write(update)
         queue.admit(job.uid, now=snap.now)
         submitted = seconds(job.status.get("submittedAt")) or snap.now
-        metrics.ADMISSION_WAIT.labels(job.spec["tenant"]).observe(max(snap.now - submitted, 0.0))
+        metrics.ADMISSION_WAIT.labels(job.tenant).observe(max(snap.now - submitted, 0.0))
         logger.info("admitted %s/%s (virtual finish %.3f)", job.namespace, job.name, finish)
     for job in snap.jobs:
         if job.phase in (ADMITTED, RUNNING):
-            lift_gates(job, snap.job_pods(job), float(job.status.get("virtualFinish") or 0.0))
+            job.release(snap.job_pods(job))
 
 
 def report(snap: Snapshot, queue: uwfq.UwfqQueue) -> None:
@@ -335,13 +409,13 @@ def report(snap: Snapshot, queue: uwfq.UwfqQueue) -> None:
     waiting = [by_uid[j] for j in queue.waiting() if by_uid[j].phase == QUEUED]
     per_tenant: dict[str, list[int]] = {name: [0, 0] for name in snap.tenants}
     for position, job in enumerate(waiting):
-        per_tenant.setdefault(job.spec["tenant"], [0, 0])[0] += 1
+        per_tenant.setdefault(job.tenant, [0, 0])[0] += 1
         finish = round(queue.virtual_finish(job.uid), 6)
         if job.status.get("queuePosition") != position or job.status.get("virtualFinish") != finish:
-            patch_status(job, {"queuePosition": position, "virtualFinish": finish})
+            job.write({"queuePosition": position, "virtualFinish": finish})
     for job in snap.jobs:
         if job.phase in (ADMITTED, RUNNING):
-            per_tenant.setdefault(job.spec["tenant"], [0, 0])[1] += 1
+            per_tenant.setdefault(job.tenant, [0, 0])[1] += 1
     usage = tenant_usage(snap)
     for name, (queued, running) in per_tenant.items():
         metrics.QUEUE_LENGTH.labels(name).set(queued)
@@ -365,7 +439,7 @@ def report(snap: Snapshot, queue: uwfq.UwfqQueue) -> None:
         )
 
 
-def run_cycle(settings: AdmissionSettings, now: float) -> None:
+def run_cycle(settings: AdmissionSettings, now: float, *, sources: Sequence[Source] = ()) -> None:
     """One pass of steps 1-6."""
     steps: list[tuple[str, float]] = []
 
@@ -376,7 +450,7 @@ def run_cycle(settings: AdmissionSettings, now: float) -> None:
         return time.monotonic()
 
     t = time.monotonic()
-    snap = take_snapshot(now)
+    snap = take_snapshot(now, sources)
     t = mark("snapshot", t)
     follow(snap)
     t = mark("follow", t)
@@ -387,7 +461,8 @@ def run_cycle(settings: AdmissionSettings, now: float) -> None:
     submit(snap, settings, estimator, total)
     queue, _ = rebuild(snap, settings)
     t = mark("submit", t)
-    chosen = decide(snap, queue, total - resources.used(snap.pods, nodes=pool, selector=selector))
+    free = total - resources.used(snap.pods, nodes=pool, selector=selector) - outstanding(snap)
+    chosen = decide(snap, queue, free)
     t = mark("decide", t)
     admit(snap, queue, chosen)
     t = mark("admit", t)
@@ -396,12 +471,15 @@ def run_cycle(settings: AdmissionSettings, now: float) -> None:
     logger.debug("admission cycle: %s", ", ".join(f"{s} {d * 1000:.0f} ms" for s, d in steps))
 
 
-def register(registry: kopf.OperatorRegistry, settings: AdmissionSettings) -> None:
-    """Start the cycle with the operator; the Tenant timer and job and pod events kick it."""
+def register(
+    registry: kopf.OperatorRegistry, settings: AdmissionSettings, *, sources: Sequence[Source] = ()
+) -> None:
+    """Start the cycle with the operator; the Tenant timer and job and pod events kick it.
+    ``sources`` list the jobs of the other kinds the queue admits besides SparkJobs."""
 
     @kopf.on.startup(registry=registry)
     async def start(memo: kopf.Memo, **_: Any) -> None:
-        memo["cycle"] = kicks.KickedLoop("admission", functools.partial(run_cycle, settings))
+        memo["cycle"] = kicks.KickedLoop("admission", functools.partial(run_cycle, settings, sources=sources))
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:

@@ -17,7 +17,16 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from fairpack.operator import admission, fallback, k8s, llmservice, sparkjob, tenant, webhook
+from fairpack.operator import (
+    admission,
+    fallback,
+    k8s,
+    llmservice,
+    sparkapplication,
+    sparkjob,
+    tenant,
+    webhook,
+)
 from fairpack.operator import settings as settings_mod
 from fairpack.operator.settings import OperatorSettings
 from fairpack.solver.packing import adapter
@@ -66,7 +75,12 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     llmservice.register(registry, settings.llmservice)
     sparkjob.register(registry, settings.admission)
     tenant.register(registry, interval_s=settings.admission.cycle_interval_s)
-    admission.register(registry, settings.admission)
+    sources: list[admission.Source] = []
+    if sparkapplication.crd_installed():
+        # spark-operator's CRD is checked once, at start: installing it later needs a restart.
+        sparkapplication.register(registry)
+        sources.append(sparkapplication.list_jobs)
+    admission.register(registry, settings.admission, sources=sources)
     if settings.fallback.enabled:
         fallback.register(
             registry, settings.fallback, namespace=settings.namespace, build=adapter.instance_from_dicts

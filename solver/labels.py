@@ -58,3 +58,12 @@ SCHEDULER_NAME: Final = "fairpack-scheduler"
 """The kube-scheduler profile whose pods fairpack's extender serves."""
 ADMISSION_GATE: Final = f"{DOMAIN}/admission"
 """Scheduling gate on pods of queued work, lifted by the operator when UWFQ admits the job."""
+
+# --- Queueing of other kinds' work --------------------------------------------------------
+QUEUE_LABEL: Final = f"{DOMAIN}/queue"
+"""``"true"`` on a kubeflow spark-operator SparkApplication: fairpack's UWFQ queue admits it (the
+application should be created with ``spec.suspend: true``; the operator unsuspends it when admitted)."""
+ADMISSION_ANNOTATION: Final = f"{DOMAIN}/admission"
+"""On a queued SparkApplication: the queue's record of it as JSON, the fields a SparkJob keeps in its
+status (``phase``, ``submittedAt``, ``estimatedSeconds``, ``demand``, ``admittedAt``, ``finishedAt``,
+``queuePosition``, ``virtualFinish``, ``message``); its status belongs to spark-operator."""
