@@ -79,6 +79,13 @@ def list_objects(
     return [as_dict(item) for item in found.items]
 
 
+def crd_exists(name: str) -> bool:
+    """Whether the CustomResourceDefinition ``name`` exists, asked of the API server (the discovery
+    cache on disk may still remember a deleted one)."""
+    crds = resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    return bool(crds.get(field_selector=f"metadata.name={name}").items)
+
+
 def patch(
     api_version: str,
     kind: str,

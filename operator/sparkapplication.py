@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import kopf
-from kubernetes.dynamic import exceptions as dynamic_exceptions
 
 from fairpack.operator import admission, k8s, resources
 from fairpack.operator.resources import Resources
@@ -130,12 +129,8 @@ class Application(admission.Job):
 
 
 def crd_installed() -> bool:
-    """Whether the API server serves SparkApplications (spark-operator's CRD is installed)."""
-    try:
-        k8s.resource(API_VERSION, KIND)
-    except dynamic_exceptions.ResourceNotFoundError:
-        return False
-    return True
+    """Whether spark-operator's SparkApplication CRD is installed."""
+    return k8s.crd_exists(f"{PLURAL}.{GROUP}")
 
 
 def list_jobs() -> list[admission.Job]:
