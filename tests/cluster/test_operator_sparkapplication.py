@@ -38,7 +38,8 @@ def spark_operator_crd(kube: Kube) -> Iterator[None]:
     ext.create_custom_resource_definition(crd)
 
     def established() -> bool:
-        conditions = ext.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or ()
+        status = ext.read_custom_resource_definition(crd["metadata"]["name"]).status
+        conditions = (status.conditions if status else None) or ()
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
     wait_for(established, 30, what="the SparkApplication CRD to be established")
