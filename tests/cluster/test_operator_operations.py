@@ -61,11 +61,16 @@ def test_with_peering_the_standby_replica_takes_over_when_the_active_one_stops(
     try:
         active = run_operator(FAIRPACK_PEERING=peering, FAIRPACK_PEERING_PRIORITY="100")
         standby = run_operator(FAIRPACK_PEERING=peering, FAIRPACK_PEERING_PRIORITY="10")
-        wait_for(
-            lambda: "Pausing operations in favour of" in standby.log.read_text(),
-            60,
-            what="the standby to pause",
-        )
+
+        def standby_paused() -> bool:
+            peers = (kube.get("kopf.dev/v1", "ClusterKopfPeering", peering) or {}).get("status") or {}
+            log = standby.log.read_text()
+            # kopf starts a peered operator paused and logs only changes: a standby that sees the
+            # active replica in its first peering event stays paused silently; one that saw the
+            # peering object before the active touched it logs "Resuming", then "Pausing".
+            return len(peers) >= 2 and log.rfind("Pausing operations") >= log.rfind("Resuming operations")
+
+        wait_for(standby_paused, 60, what="both replicas in the peering object and the standby paused")
 
         def service(name: str) -> None:
             kube.create(
