@@ -249,10 +249,15 @@ def prioritize(
     raw: dict[str, float] = {}
     key = shape(pod)
     with view.lock:
+        nodes = view.nodes
+        # The loop runs once per node per scheduling cycle: the memo is read inline (a call per
+        # node would cost as much as the rest of the loop) and only misses are judged.
         for name in names:
-            state = view.nodes.get(name)
-            found = verdict(state, pod, key) if state is not None else None
-            if found is None or found.placement is None:
+            state = nodes.get(name)
+            if state is None:
+                continue
+            found = state.memo.get(key) or verdict(state, pod, key)
+            if found.placement is None:
                 continue
             if strategy == "spread":
                 raw[name] = found.free_after
@@ -262,11 +267,9 @@ def prioritize(
                 raw[name] = -found.fragmentation_growth - 0.01 * found.free_after
     low, high = min(raw.values(), default=0.0), max(raw.values(), default=0.0)
     span = high - low
-    scores = {
-        name: round(MAX_SCORE * (value - low) / span) if span > 1e-12 else MAX_SCORE
-        for name, value in raw.items()
-    }
-    return {name: scores.get(name, 0) for name in names}
+    if span <= 1e-12:
+        return {name: MAX_SCORE if name in raw else 0 for name in names}
+    return {name: round(MAX_SCORE * (raw[name] - low) / span) if name in raw else 0 for name in names}
 
 
 # --- preempt ---------------------------------------------------------------------------------

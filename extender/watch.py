@@ -145,12 +145,12 @@ class Binder:
         return result
 
     def bind(self, pod: model.Pod, node: str, annotations: dict[str, str]) -> None:
-        if annotations:
-            self.core.patch_namespaced_pod(
-                pod.name, pod.namespace, {"metadata": {"annotations": annotations}}
-            )
+        # The API server copies a Binding's annotations onto the pod as it binds it: one round
+        # trip instead of a patch and then the Binding, and the devices and the node land together.
         body = client.V1Binding(
-            metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace, uid=pod.uid),
+            metadata=client.V1ObjectMeta(
+                name=pod.name, namespace=pod.namespace, uid=pod.uid, annotations=annotations or None
+            ),
             target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
         )
         try:
