@@ -69,7 +69,13 @@ def pod(
         spec["nodeName"] = node
     return {
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": "bench", "uid": name, "annotations": annotations},
+        "metadata": {
+            "name": name,
+            "namespace": "bench",
+            "uid": name,
+            "resourceVersion": "1",
+            "annotations": annotations,
+        },
         "spec": spec,
         "status": {"phase": "Running" if node else "Pending"},
     }

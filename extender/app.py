@@ -14,9 +14,11 @@ import contextlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -53,6 +55,9 @@ def create_app(settings: settings_.Settings, *, view: cv.ClusterView | None = No
     the_view = view or cv.ClusterView(assume_ttl_s=settings.plan_freshness_s)
     metrics = metrics_.Metrics(staleness=the_view.staleness)
     state: dict[str, Binder | None] = {"binder": None}
+    pods = PodCache()
+    filtered_unresolvable = metrics.filtered_out.labels("unresolvable")
+    filtered_not_now = metrics.filtered_out.labels("not_now")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,9 +95,7 @@ def create_app(settings: settings_.Settings, *, view: cv.ClusterView | None = No
             return JSONResponse({"Error": str(error)}, status_code=400)
         finally:
             metrics.request_duration.labels(verb).observe(time.perf_counter() - started)
-        if not isinstance(result, bytes):
-            result = json.dumps(result, separators=(",", ":"))
-        return Response(result, media_type="application/json")
+        return Response(orjson.dumps(result), media_type="application/json")
 
     def guarded(verb: str, fallback: Callable[[], Any], decide: Callable[[], Any]) -> Any:
         try:
@@ -106,7 +109,7 @@ def create_app(settings: settings_.Settings, *, view: cv.ClusterView | None = No
     async def filter_(request: Request) -> Response:
         async def decide(body: bytes) -> Any:
             args = parse(schemas.ExtenderArgs, body)
-            pod, names = pod_of(args.Pod), args.node_names()
+            pod, names = pods.read(args.Pod), args.node_names()
             if args.NodeNames is None and args.Nodes is not None:
                 for node in args.Nodes.items:
                     if str((node.get("metadata") or {}).get("name")) not in the_view.nodes:
@@ -114,8 +117,8 @@ def create_app(settings: settings_.Settings, *, view: cv.ClusterView | None = No
 
             def run() -> dict[str, Any]:
                 found = verbs.filter_nodes(the_view, pod, names, plan_freshness_s=settings.plan_freshness_s)
-                metrics.filtered_out.labels("unresolvable").inc(len(found.unresolvable))
-                metrics.filtered_out.labels("not_now").inc(len(found.failed))
+                filtered_unresolvable.inc(len(found.unresolvable))
+                filtered_not_now.inc(len(found.failed))
                 # ExtenderFilterResult's fields, built as a dict: validating thousands of
                 # failure reasons through the model would cost more than the decision.
                 result: dict[str, Any] = {
@@ -148,13 +151,15 @@ def create_app(settings: settings_.Settings, *, view: cv.ClusterView | None = No
     async def prioritize(request: Request) -> Response:
         async def decide(body: bytes) -> Any:
             args = parse(schemas.ExtenderArgs, body)
-            pod, names = pod_of(args.Pod), args.node_names()
+            pod, names = pods.read(args.Pod), args.node_names()
             strategy = settings.strategies.get(pod.scheduler_name, settings.strategy)
 
-            def run() -> bytes:
-                return host_priorities(verbs.prioritize(the_view, pod, names, strategy=strategy))
+            def run() -> list[dict[str, Any]]:
+                scores = verbs.prioritize(the_view, pod, names, strategy=strategy)
+                return [{"Host": name, "Score": score} for name, score in scores.items()]
 
-            return guarded("prioritize", lambda: [{"Host": n, "Score": 0} for n in names], run)
+            # No scores on failure: every node scores 0, so the extender sways nothing.
+            return guarded("prioritize", list, run)
 
         return await answer("prioritize", request, decide)
 
@@ -227,19 +232,32 @@ def parse(schema: type[M], body: bytes) -> M:
         raise BadRequestError(f"not a {schema.__name__}: {problems}") from None
 
 
-def host_priorities(scores: dict[str, int]) -> bytes:
-    """The HostPriorityList as JSON, written directly: a thousand small dicts through json.dumps
-    cost more than the scores themselves."""
-    quote = json.encoder.encode_basestring
-    entries = ",".join(f'{{"Host":{quote(name)},"Score":{score}}}' for name, score in scores.items())
-    return f"[{entries}]".encode()
-
-
 def pod_of(obj: dict[str, Any]) -> model.Pod:
     try:
         return kube.pod_from_dict(obj)
     except (kube.InvalidObjectError, KeyError, TypeError, ValueError, AttributeError) as error:
         raise BadRequestError(f"Pod: {error}") from None
+
+
+class PodCache:
+    """Pods read from request bodies, by (uid, resourceVersion): kube-scheduler sends the same pod
+    to filter and then prioritize, and reading it is a good part of a call's cost."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._pods: OrderedDict[tuple[str, str], model.Pod] = OrderedDict()
+
+    def read(self, obj: dict[str, Any]) -> model.Pod:
+        metadata = obj.get("metadata")
+        if not isinstance(metadata, dict) or not metadata.get("uid") or not metadata.get("resourceVersion"):
+            return pod_of(obj)  # without both, two different bodies could share a key
+        key = (str(metadata["uid"]), str(metadata["resourceVersion"]))
+        pod = self._pods.get(key)
+        if pod is None:
+            pod = self._pods[key] = pod_of(obj)
+            if len(self._pods) > self.size:
+                self._pods.popitem(last=False)
+        return pod
 
 
 def victims_of(

@@ -12,11 +12,12 @@ import datetime
 import functools
 import itertools
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from fairpack.extender import view as cv
+from fairpack.extender.index import ShapeIndex, Verdict
 from fairpack.solver import fragmentation, labels, mig, model, topology
 from fairpack.solver import occupancy as occ
 
@@ -37,27 +38,12 @@ WORKLOAD: Final = fragmentation.Workload(
 """The target workload of the fragmentation score: every whole-GPU size and MIG profile, equally likely."""
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """Whether and how a pod shape fits one node now."""
-
-    placement: model.Placement | None
-    reason: str | None = None
-    """Why not, in words (None when it fits)."""
-    unresolvable: bool = False
-    """Can never fit, whatever is evicted (static misfit, not enough GPUs or island or instances)."""
-    fragmentation_growth: float = 0.0
-    """Growth of the node's expected fragmented GPUs (FGD) if the pod goes there."""
-    free_after: float = 0.0
-    """Share of the node's GPUs still free after placing the pod."""
-
-
 _SHAPES: dict[tuple[Any, ...], int] = {}
 
 
 def shape(pod: model.Pod) -> int:
     """A small integer naming what the verdict on a node depends on (the pod's GPU request and
-    placement constraints): verdicts are memoised per node under it, and an int hashes fastest."""
+    placement constraints): verdicts are indexed under it, and an int hashes fastest."""
     key = (pod.gpu, tuple(sorted(pod.node_selector.items())), pod.tolerations, pod.affinity)
     found = _SHAPES.get(key)
     if found is None:
@@ -65,16 +51,12 @@ def shape(pod: model.Pod) -> int:
     return found
 
 
-def verdict(state: cv.NodeState, pod: model.Pod, key: int | None = None) -> Verdict:
-    """The verdict for ``pod`` on the node (``key``: its :func:`shape`, when the caller has it)."""
-    key = shape(pod) if key is None else key
-    found: Verdict | None = state.memo.get(key)
-    if found is None:
-        found = state.memo[key] = _judge(state, pod)
-    return found
+def shape_index(view: cv.ClusterView, pod: model.Pod) -> ShapeIndex:
+    """Every node's verdict for ``pod``'s shape, current (call under the view's lock)."""
+    return view.indexes.get(shape(pod), view.nodes, lambda state: judge(state, pod))
 
 
-def _judge(state: cv.NodeState, pod: model.Pod) -> Verdict:
+def judge(state: cv.NodeState, pod: model.Pod) -> Verdict:
     node = state.node
     misfit = model.static_misfit(pod, node)
     if misfit is not None:
@@ -192,24 +174,16 @@ def filter_nodes(
     view: cv.ClusterView, pod: model.Pod, names: Sequence[str], *, plan_freshness_s: float
 ) -> FilterResult:
     """Which of ``names`` can take the pod now; why each other one cannot."""
-    passed: list[str] = []
-    failed: dict[str, str] = {}
-    unresolvable: dict[str, str] = {}
-    key = shape(pod)
     with view.lock:
-        nodes = view.nodes
-        for name in names:
-            state = nodes.get(name)
-            if state is None:
+        index = shape_index(view, pod)
+        fits, not_now, never = index.fits, index.failed, index.unresolvable
+        # Set operations run in C; one Python pass over the names remains.
+        passed = [name for name in names if name in fits]
+        failed = {name: not_now[name] for name in not_now.keys() & names}
+        unresolvable = {name: never[name] for name in never.keys() & names}
+        if len(passed) + len(failed) + len(unresolvable) < len(names):
+            for name in set(names) - view.nodes.keys():
                 failed[name] = "node not in the extender's cluster view yet"
-                continue
-            found = state.memo.get(key) or verdict(state, pod, key)
-            if found.placement is not None:
-                passed.append(name)
-            elif found.unresolvable:
-                unresolvable[name] = found.reason or "does not fit"
-            else:
-                failed[name] = found.reason or "does not fit"
         planned = _fresh_plan(pod, passed, now=view.clock(), freshness_s=plan_freshness_s)
     if planned is not None:
         for name in passed:
@@ -242,34 +216,35 @@ def _fresh_plan(pod: model.Pod, feasible: Sequence[str], *, now: float, freshnes
 # --- prioritize ------------------------------------------------------------------------------
 
 
+RAW_SCORES: Final[dict[str, Callable[[Verdict], float]]] = {
+    "spread": lambda v: v.free_after,
+    "binpack": lambda v: -v.free_after,
+    # Least fragmentation growth; among equal growth, the fuller node.
+    "fgd": lambda v: -v.fragmentation_growth - 0.01 * v.free_after,
+}
+"""Per strategy, a node's raw score for a pod that fits it (higher is better)."""
+
+
 def prioritize(
     view: cv.ClusterView, pod: model.Pod, names: Sequence[str], *, strategy: str
 ) -> dict[str, int]:
-    """Scores 0..10 per node: least fragmentation growth (fgd), fullest (binpack) or emptiest (spread)."""
-    raw: dict[str, float] = {}
-    key = shape(pod)
+    """Scores 1..10 per node: least fragmentation growth (fgd), fullest (binpack) or emptiest
+    (spread). A node left out scores 0 (kube-scheduler adds nothing for it); when every node
+    would get the same score the answer is empty, since a constant changes no ranking."""
     with view.lock:
-        nodes = view.nodes
-        # The loop runs once per node per scheduling cycle: the memo is read inline (a call per
-        # node would cost as much as the rest of the loop) and only misses are judged.
-        for name in names:
-            state = nodes.get(name)
-            if state is None:
-                continue
-            found = state.memo.get(key) or verdict(state, pod, key)
-            if found.placement is None:
-                continue
-            if strategy == "spread":
-                raw[name] = found.free_after
-            elif strategy == "binpack":
-                raw[name] = -found.free_after
-            else:  # fgd; among equal growth, the fuller node
-                raw[name] = -found.fragmentation_growth - 0.01 * found.free_after
-    low, high = min(raw.values(), default=0.0), max(raw.values(), default=0.0)
+        raw = shape_index(view, pod).scores(strategy, RAW_SCORES[strategy])
+        present = [name for name in names if name in raw]
+        values = [raw[name] for name in present]
+    low, high = min(values, default=0.0), max(values, default=0.0)
     span = high - low
     if span <= 1e-12:
-        return {name: MAX_SCORE if name in raw else 0 for name in names}
-    return {name: round(MAX_SCORE * (raw[name] - low) / span) if name in raw else 0 for name in names}
+        return {} if len(present) == len(names) else dict.fromkeys(present, MAX_SCORE)
+    scale = MAX_SCORE / span
+    return {
+        name: score
+        for name, value in zip(present, values, strict=True)
+        if (score := round(scale * (value - low)))
+    }
 
 
 # --- preempt ---------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ the watch event that shows them, the placement we *assumed* at bind. Pods bound 
 without annotations are given the lowest free devices, so counts stay right.
 
 Per node the derived state (free GPUs, free MIG instances, used resources) is computed once per
-change and verdicts are memoised per pod shape, which is what keeps a 1,000-node filter fast.
+change. Every change also marks the node dirty in each registered *sink* (a set of node names):
+the per-shape indexes of :mod:`fairpack.extender.index` re-judge only those nodes, which is what
+keeps a 1,000-node filter from visiting every node per request.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from fairpack.extender import index
 from fairpack.solver import kube, labels, mig, model
 
 log = logging.getLogger(__name__)
@@ -55,11 +58,15 @@ class NodeState:
     """Devices we gave at bind to pods whose annotations the view has not seen yet, by UID."""
     _derived: tuple[frozenset[int], frozenset[model.MigInstance], model.Resources] | None = None
     memo: dict[Any, Any] = field(default_factory=dict)
-    """Verdicts per pod shape, valid until the node or its pods change."""
+    """Values derived from the node's state (e.g. its fragmentation key), valid until it changes."""
+    sinks: list[set[str]] = field(default_factory=list)
+    """Sets this node's name is added to whenever it changes (shared with the view)."""
 
     def changed(self) -> None:
         self._derived = None
         self.memo.clear()
+        for sink in self.sinks:
+            sink.add(self.node.name)
 
     def _derive(self) -> tuple[frozenset[int], frozenset[model.MigInstance], model.Resources]:
         if self._derived is None:
@@ -133,6 +140,10 @@ class ClusterView:
         self._assumed_at: dict[str, tuple[str, float]] = {}
         self.assume_ttl_s = assume_ttl_s
         self.clock = clock
+        self.sinks: list[set[str]] = []
+        """Dirty-node sets of the indexes built on this view (see :meth:`NodeState.changed`)."""
+        self.indexes = index.Indexes(self.sinks)
+        """Per pod shape, every node's verdict (built and refreshed by the verbs, under the lock)."""
         self.synced = False
         self.last_event = 0.0
         """When the view last heard from the cluster (seconds since the epoch)."""
@@ -143,6 +154,8 @@ class ClusterView:
         """Everything at once (a list, or a snapshot); assumed placements survive."""
         with self.lock:
             assumed = {uid: state.assumed[uid] for state in self.nodes.values() for uid in state.assumed}
+            for name in self.nodes:
+                self._mark(name)
             self.nodes, self.pods = {}, {}
             for obj in nodes:
                 self.upsert_node(obj)
@@ -166,14 +179,20 @@ class ClusterView:
         with self.lock:
             state = self.nodes.get(node.name)
             if state is None:
-                self.nodes[node.name] = NodeState(node)
+                self.nodes[node.name] = NodeState(node, sinks=self.sinks)
+                self._mark(node.name)
             elif state.node != node:  # status heartbeats change nothing fairpack reads: keep the memo
                 state.node = node
                 state.changed()
 
     def delete_node(self, name: str) -> None:
         with self.lock:
-            self.nodes.pop(name, None)
+            if self.nodes.pop(name, None) is not None:
+                self._mark(name)
+
+    def _mark(self, name: str) -> None:
+        for sink in self.sinks:
+            sink.add(name)
 
     def upsert_pod(self, obj: Mapping[str, Any]) -> None:
         pod = _read(kube.pod_from_dict, obj)

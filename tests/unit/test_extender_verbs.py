@@ -147,32 +147,43 @@ def test_mig_pod_passes_only_where_an_instance_of_its_profile_is_free(
         assert result["FailedNodes"]["mig"] == f"every MIG {profile} instance of the node is taken"
 
 
-def test_prioritize_scores_lie_between_0_and_10_and_name_every_node(islands: TestClient) -> None:
+def scores_of(client: TestClient, the_pod: dict[str, Any], names: list[str]) -> dict[str, int]:
+    """Every node's score; a node the HostPriorityList leaves out scores 0, as in kube-scheduler."""
+    result = client.post("/prioritize", json=args(the_pod, names)).json()
+    listed = {h["Host"]: h["Score"] for h in result}
+    assert len(listed) == len(result), "a node is listed twice"
+    assert set(listed) <= set(names)
+    assert all(1 <= score <= 10 for score in listed.values())
+    return {name: listed.get(name, 0) for name in names}
+
+
+def test_prioritize_scores_lie_between_1_and_10_and_leave_out_nodes_that_score_0(islands: TestClient) -> None:
     result = islands.post("/prioritize", json=args(pod("one", gpus=1), ["spread", "packed", "ghost"])).json()
-    assert [h["Host"] for h in result] == ["spread", "packed", "ghost"]
-    assert all(0 <= h["Score"] <= 10 for h in result)
-    assert result[2]["Score"] == 0
+    assert {h["Host"] for h in result} <= {"spread", "packed"}
+    assert all(1 <= h["Score"] <= 10 for h in result)
+    assert max(h["Score"] for h in result) == 10
+
+
+def test_prioritize_answers_nothing_when_every_node_scores_the_same() -> None:
+    # A constant added to every node changes no ranking: the list may as well be empty.
+    with client_for([node("a100-40", "a"), node("a100-40", "b")], []) as client:
+        assert client.post("/prioritize", json=args(pod("p", gpus=1), ["a", "b"])).json() == []
+        # ... but a node the pod does not fit still scores below the ones it fits.
+        assert scores_of(client, pod("p", gpus=1), ["a", "b", "ghost"]) == {"a": 10, "b": 10, "ghost": 0}
 
 
 def test_fgd_prefers_a_node_where_the_pod_leaves_whole_islands_intact() -> None:
     # half: 4 free GPUs in one island; empty: 8 free. A 4-GPU pod fills "half" exactly (no new fragments).
     nodes = [node("a100-40", "half"), node("a100-40", "empty")]
     with client_for(nodes, [held("h", "half", "0,1,2,3")]) as client:
-        scores = {
-            h["Host"]: h["Score"]
-            for h in client.post("/prioritize", json=args(pod("p", gpus=4), ["half", "empty"])).json()
-        }
+        scores = scores_of(client, pod("p", gpus=4), ["half", "empty"])
     assert scores["half"] > scores["empty"]
 
 
 def test_spread_strategy_prefers_the_emptier_node() -> None:
     nodes = [node("a100-40", "half"), node("a100-40", "empty")]
     with client_for(nodes, [held("h", "half", "0,1,2,3")], strategy="spread") as client:
-        scores = {
-            h["Host"]: h["Score"]
-            for h in client.post("/prioritize", json=args(pod("p", gpus=1), ["half", "empty"])).json()
-        }
-    assert scores == {"half": 0, "empty": 10}
+        assert scores_of(client, pod("p", gpus=1), ["half", "empty"]) == {"half": 0, "empty": 10}
 
 
 def planned(at: datetime.datetime, node_name: str) -> dict[str, Any]:
