@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 """Components this process started, kept so they are reaped (and not warned about) when stopped."""
+_ended: dict[int, int] = {}
+"""Return codes of those children once reaped, by pid (negative: the signal that ended them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,7 @@ class Component:
         if proc is not None:
             # Our own child: wait() reaps it (its /proc entry may vanish before it can be reaped).
             try:
-                proc.wait(timeout_s)
+                _ended[pid] = proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 _children[pid] = proc
                 return False
@@ -96,6 +98,20 @@ class Component:
                 return False
             time.sleep(0.1)
         return True
+
+    def ending(self) -> str:
+        """How the component's last process ended, as far as this process can tell."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return "no pid file"
+        code = _ended.get(pid)
+        if code is None:
+            return "exit status unknown: not started by this process"
+        if code < 0:
+            # An empty log and SIGKILL: the kernel's OOM killer or something outside.
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit status {code}"
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -124,6 +140,7 @@ def _reap(pid: int) -> None:
     # A child of this very process stays a zombie until waited for.
     proc = _children.get(pid)
     if proc is not None and proc.poll() is not None:
+        _ended[pid] = proc.returncode
         del _children[pid]
 
 
@@ -147,7 +164,9 @@ def wait_healthy(component: Component, url: str, *, context: ssl.SSLContext | No
         if probe(url, context=context):
             return
         if component.pid() is None:
-            raise StartError(f"{component.name} exited; {component.log}:\n{component.tail()}")
+            raise StartError(
+                f"{component.name} exited ({component.ending()}); {component.log}:\n{component.tail()}"
+            )
         time.sleep(0.2)
     raise StartError(
         f"{component.name} not healthy at {url} after {timeout_s} s; {component.log}:\n{component.tail()}"

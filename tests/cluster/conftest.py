@@ -53,7 +53,9 @@ class TestCluster:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCluster]:
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[TestCluster]:
     """The cluster for this run: ``$FAIRPACK_KUBECONFIG``'s, or a local control plane started
     now (small inventory) and stopped, processes and state, at the end of the run."""
     external = os.environ.get("FAIRPACK_KUBECONFIG")
@@ -64,17 +66,33 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCluster]:
         localcluster.binaries()
     except localcluster.BinariesMissingError as e:
         pytest.fail(str(e), pytrace=False)
-    settings = localcluster.Settings(state_dir=tmp_path_factory.mktemp("cluster"))
-    local = localcluster.LocalCluster(settings)
-    try:
-        local.up()
-    except Exception as e:
-        local.down()
-        pytest.fail(f"local control plane did not start: {e}", pytrace=False)
+    local = _start_local(tmp_path_factory, request.config)
     try:
         yield TestCluster(local.kubeconfig, local)
     finally:
         local.down()
+
+
+START_ATTEMPTS = 2
+
+
+def _start_local(factory: pytest.TempPathFactory, config: pytest.Config) -> localcluster.LocalCluster:
+    """A started local control plane. A component that dies while starting gets one more try
+    (reported on the terminal): a CI run once lost every cluster test to an apiserver that died
+    at start with an empty log."""
+    error: Exception | None = None
+    for _ in range(START_ATTEMPTS):
+        if error is not None:
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"local control plane did not start, trying again: {error}", yellow=True)
+        local = localcluster.LocalCluster(localcluster.Settings(state_dir=factory.mktemp("cluster")))
+        try:
+            return local.up()
+        except Exception as e:
+            local.down()
+            error = e
+    pytest.fail(f"local control plane did not start: {error}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
