@@ -19,7 +19,8 @@ class Metrics:
         )
         self.filtered_out = Counter(
             "fairpack_extender_nodes_filtered_out_total",
-            "Nodes filter rejected, by reason kind (unresolvable: can never fit; busy: not now; plan).",
+            "Nodes filter rejected, by reason kind "
+            "(unresolvable: can never fit; not_now: full, planned elsewhere or unknown).",
             ["reason"],
             registry=self.registry,
         )
