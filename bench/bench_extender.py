@@ -200,14 +200,15 @@ async def _latency(size: int, pods: int, seed: int) -> dict[str, float]:
     }
 
 
-def throughput(node_count: int, pod_count: int, console: Console) -> dict[str, float]:
-    """Pods/s the fairpack-scheduler binds without and with the extender (same cluster, one run)."""
+def throughput(node_count: int, pod_count: int, repeats: int, console: Console) -> dict[str, list[float]]:
+    """Pods/s the fairpack-scheduler binds without and with the extender (same cluster, one run),
+    ``repeats`` rounds of each."""
     from fairpack_dev import cluster as localcluster
     from fairpack_dev import testkit
     from fairpack_dev.scheduler_config import ExtenderConfig
     from kubernetes import client
 
-    results: dict[str, float] = {}
+    results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as state:
         settings = localcluster.Settings(state_dir=pathlib.Path(state), inventory=None, verbosity=0)
         with localcluster.LocalCluster(settings) as local:
@@ -238,10 +239,12 @@ def throughput(node_count: int, pod_count: int, console: Console) -> dict[str, f
                 ),
             ]
             try:
-                for label, extender in runs:
-                    local.restart_fairpack_scheduler(extender)
-                    results[label] = _schedule(api, group, pod_count, label)
-                    console.print(f"{label}: {results[label]:.1f} pods/s")
+                # Alternating rounds: drift in the shared machine's load hits both alike.
+                for _ in range(repeats):
+                    for label, extender in runs:
+                        local.restart_fairpack_scheduler(extender)
+                        results.setdefault(label, []).append(_schedule(api, group, pod_count, label))
+                        console.print(f"{label}: {results[label][-1]:.1f} pods/s")
             finally:
                 extender_process.terminate()
                 extender_process.wait(timeout=15)
@@ -292,7 +295,21 @@ def _schedule(api: Any, group: Any, count: int, label: str) -> float:
     testkit.wait_for(all_bound, 600, what=f"{count} pods bound ({label})", every=0.25)
     elapsed = time.monotonic() - started
     core.delete_namespace(namespace)
+    # Wait the deletion out: its pod deletions would otherwise load the next run.
+    testkit.wait_for(lambda: not _exists(core, namespace), 300, what=f"namespace {namespace} gone")
     return count / elapsed
+
+
+def _exists(core: Any, namespace: str) -> bool:
+    from kubernetes import client
+
+    try:
+        core.read_namespace(namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--e2e-nodes", type=int, default=200)
     parser.add_argument("--e2e-pods", type=int, default=400)
+    parser.add_argument("--e2e-repeats", type=int, default=3, help="rounds of each, alternating")
     args = parser.parse_args(argv)
     console = Console(width=160)
     table = Table(
@@ -341,17 +359,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     console.print(table)
     if args.e2e:
-        results = throughput(args.e2e_nodes, args.e2e_pods, console)
+        results = throughput(args.e2e_nodes, args.e2e_pods, args.e2e_repeats, console)
         e2e = Table(
             title=f"kube-scheduler throughput, {args.e2e_pods} one-GPU pods on {args.e2e_nodes} KWOK nodes"
+            f" (median of {args.e2e_repeats} alternating rounds)"
         )
-        for column in ("run", "pods/s", "ratio to without", "goal: cost < 20 %"):
+        for column in ("run", "pods/s", "rounds", "ratio to without", "goal: cost < 20 %"):
             e2e.add_column(column, justify="right")
-        base = results["without extender"]
-        for label, value in results.items():
-            ratio = value / base
-            goal = "-" if label == "without extender" else ("met" if ratio > 0.8 else "missed")
-            e2e.add_row(label, f"{value:.1f}", f"{ratio:.2f}", goal)
+        base = statistics.median(results["without extender"])
+        for label, values in results.items():
+            ratio = statistics.median(values) / base
+            goal = "-" if label == "without extender" else ("met" if ratio >= 0.8 else "missed")
+            rounds = " ".join(f"{v:.1f}" for v in values)
+            e2e.add_row(label, f"{statistics.median(values):.1f}", rounds, f"{ratio:.2f}", goal)
         console.print(e2e)
     return 0
 

@@ -67,10 +67,13 @@ def create_app(settings: settings_.Settings, *, view: cv.ClusterView | None = No
         elif view is None:
             from fairpack.extender import watch  # the kubernetes client only when watching
 
-            api = watch.api_client(str(settings.kubeconfig) if settings.kubeconfig else None)
+            api = watch.api_client(
+                str(settings.kubeconfig) if settings.kubeconfig else None,
+                connections=settings.bind_concurrency + watch.WATCHES,
+            )
             watcher = watch.Watcher(api, the_view, timeout_s=settings.watch_timeout_s)
             watcher.start()
-            state["binder"] = watch.Binder(api)
+            state["binder"] = watch.Binder(api, concurrency=settings.bind_concurrency)
             stop = watcher.stop
         expiry = asyncio.create_task(_expire_forever(the_view))
         try:

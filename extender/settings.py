@@ -62,6 +62,8 @@ class Settings(BaseModel):
     """Per scheduler profile (the pod's ``schedulerName``): its strategy, overriding ``strategy``."""
     watch_timeout_s: int = Field(300, gt=0)
     """Server-side timeout of one watch call; the watch is then resumed from its resourceVersion."""
+    bind_concurrency: int = Field(16, ge=1, le=256)
+    """Bindings sent to the API server at once (more wait), each over a kept-alive connection."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

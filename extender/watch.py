@@ -11,8 +11,9 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+import urllib3
 from kubernetes import client, config, watch
 
 from fairpack.extender import view as cv
@@ -23,16 +24,25 @@ log = logging.getLogger(__name__)
 RETRY_S = 1.0
 
 
-def api_client(kubeconfig: str | None) -> client.ApiClient:
-    """A client from ``kubeconfig``, else $KUBECONFIG / ~/.kube/config, else the in-cluster account."""
+WATCHES = 2
+"""Connections the watches hold (Nodes, Pods)."""
+
+
+def api_client(kubeconfig: str | None, *, connections: int) -> client.ApiClient:
+    """A client from ``kubeconfig``, else $KUBECONFIG / ~/.kube/config, else the in-cluster account,
+    keeping up to ``connections`` connections alive.
+
+    The pool holds one per concurrent bind plus the watches; beyond it, a burst of binds would
+    open (and TLS-handshake) a connection per bind."""
+    configuration = client.Configuration()
+    configuration.connection_pool_maxsize = connections
     try:
-        api: client.ApiClient = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        return api
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
         if kubeconfig is not None:
             raise
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return client.ApiClient()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
 
 
 class Watcher:
@@ -137,10 +147,12 @@ class Watcher:
 
 
 class Binder:
-    """Writes a placement: the device annotations on the pod, then the Binding."""
+    """Writes a placement: a Binding carrying the device annotations, at most ``concurrency`` at
+    once (callers beyond wait), so each finds a kept-alive connection in the client's pool."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, *, concurrency: int) -> None:
         self.core = client.CoreV1Api(api)
+        self._slots = threading.BoundedSemaphore(concurrency)
 
     def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
         pod = self.core.read_namespaced_pod(name, namespace)
@@ -157,8 +169,18 @@ class Binder:
             target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
         )
         try:
-            # _preload_content=False: the client cannot deserialise the Status the API returns here.
-            self.core.create_namespaced_pod_binding(pod.name, pod.namespace, body, _preload_content=False)
+            with self._slots:
+                # _preload_content=False: the client cannot deserialise the Status the API returns.
+                response = cast(
+                    urllib3.HTTPResponse,
+                    self.core.create_namespaced_pod_binding(
+                        pod.name, pod.namespace, body, _preload_content=False
+                    ),
+                )
+                # An unread response keeps its connection out of the pool: the next bind would
+                # open (and TLS-handshake) a new one.
+                response.drain_conn()
+                response.release_conn()
         except client.ApiException as error:
             if error.status == 409 and self._bound_to(pod, node):
                 return  # a retry of a bind that went through: done
