@@ -185,8 +185,9 @@ async def _latency(size: int, pods: int, seed: int) -> dict[str, float]:
             cycle.append(filtered - started + done - prioritized)
             filter_only.append(filtered - started)
             decide_only.append(decided - direct)
-        if scores:
-            best = max(scores, key=lambda h: h["Score"])["Host"]
+        # An empty list: every node scores the same, the scheduler takes any that passed.
+        best = max(scores, key=lambda h: h["Score"])["Host"] if scores else (passed or [None])[0]
+        if best is not None:
             bind = {"PodName": f"p{i}", "PodNamespace": "bench", "PodUID": f"p{i}", "Node": best}
             bound += json.loads(await call(app, "/bind", json.dumps(bind).encode()))["Error"] == ""
     return {

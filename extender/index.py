@@ -56,7 +56,7 @@ class ShapeIndex:
         """Nodes it can never fit, with the reason."""
         self.dirty: set[str] = set()
         """Nodes changed since they were last judged (filled by the view)."""
-        self._scores: dict[str, tuple[Score, dict[str, float]]] = {}
+        self._scores: dict[str, tuple[Score, Scores]] = {}
 
     def refresh(self, nodes: Mapping[str, NodeState]) -> None:
         """Re-judge the dirty nodes (a node gone from ``nodes`` is dropped)."""
@@ -64,28 +64,52 @@ class ShapeIndex:
             self.fits.pop(name, None)
             self.failed.pop(name, None)
             self.unresolvable.pop(name, None)
-            for _, raw in self._scores.values():
-                raw.pop(name, None)
+            for _, scores in self._scores.values():
+                scores.drop(name)
             state = nodes.get(name)
             if state is None:
                 continue
             verdict = self.judge(state)
             if verdict.placement is not None:
                 self.fits[name] = verdict
-                for score, raw in self._scores.values():
-                    raw[name] = score(verdict)
+                for score, scores in self._scores.values():
+                    scores.add(name, score(verdict))
             elif verdict.unresolvable:
                 self.unresolvable[name] = verdict.reason or "does not fit"
             else:
                 self.failed[name] = verdict.reason or "does not fit"
         self.dirty.clear()
 
-    def scores(self, strategy: str, score: Score) -> dict[str, float]:
+    def scores(self, strategy: str, score: Score) -> Scores:
         """``score`` of every node the shape fits, kept current from now on under ``strategy``."""
         found = self._scores.get(strategy)
         if found is None:
-            found = self._scores[strategy] = (score, {name: score(v) for name, v in self.fits.items()})
+            scores = Scores()
+            for name, verdict in self.fits.items():
+                scores.add(name, score(verdict))
+            found = self._scores[strategy] = (score, scores)
         return found[1]
+
+
+class Scores:
+    """Raw scores of nodes, also grouped by value: nodes in the same state score the same, so a
+    thousand nodes make a few groups, and an answer is written per group, not per node."""
+
+    def __init__(self) -> None:
+        self.of: dict[str, float] = {}
+        self.groups: dict[float, set[str]] = {}
+
+    def add(self, name: str, value: float) -> None:
+        self.of[name] = value
+        self.groups.setdefault(value, set()).add(name)
+
+    def drop(self, name: str) -> None:
+        value = self.of.pop(name, None)
+        if value is not None:
+            group = self.groups[value]
+            group.discard(name)
+            if not group:
+                del self.groups[value]
 
 
 class Indexes:

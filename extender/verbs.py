@@ -227,24 +227,32 @@ RAW_SCORES: Final[dict[str, Callable[[Verdict], float]]] = {
 
 def prioritize(
     view: cv.ClusterView, pod: model.Pod, names: Sequence[str], *, strategy: str
-) -> dict[str, int]:
-    """Scores 1..10 per node: least fragmentation growth (fgd), fullest (binpack) or emptiest
-    (spread). A node left out scores 0 (kube-scheduler adds nothing for it); when every node
-    would get the same score the answer is empty, since a constant changes no ranking."""
+) -> dict[int, list[str]]:
+    """Nodes by score 1..10: least fragmentation growth (fgd), fullest (binpack) or emptiest
+    (spread). A node in no list scores 0 (kube-scheduler adds nothing for a node it is not told
+    of); when every node would score the same the answer is empty (a constant changes no ranking).
+
+    Works per group of nodes with the same raw score, which keeps it off a per-node loop."""
+    wanted = set(names)
     with view.lock:
-        raw = shape_index(view, pod).scores(strategy, RAW_SCORES[strategy])
-        present = [name for name in names if name in raw]
-        values = [raw[name] for name in present]
-    low, high = min(values, default=0.0), max(values, default=0.0)
-    span = high - low
-    if span <= 1e-12:
-        return {} if len(present) == len(names) else dict.fromkeys(present, MAX_SCORE)
-    scale = MAX_SCORE / span
-    return {
-        name: score
-        for name, value in zip(present, values, strict=True)
-        if (score := round(scale * (value - low)))
-    }
+        scores = shape_index(view, pod).scores(strategy, RAW_SCORES[strategy])
+        if scores.of.keys() <= wanted:  # the usual call: every node filter passed
+            chosen = {value: list(group) for value, group in scores.groups.items()}
+        else:
+            chosen = {value: list(kept) for value, group in scores.groups.items() if (kept := group & wanted)}
+    if not chosen:
+        return {}
+    low, high = min(chosen), max(chosen)
+    if high - low <= 1e-12:
+        fitting = [name for group in chosen.values() for name in group]
+        return {} if len(fitting) == len(wanted) else {MAX_SCORE: fitting}
+    scale = MAX_SCORE / (high - low)
+    result: dict[int, list[str]] = {}
+    for value, group in chosen.items():
+        score = round(scale * (value - low))
+        if score:
+            result.setdefault(score, []).extend(group)
+    return result
 
 
 # --- preempt ---------------------------------------------------------------------------------

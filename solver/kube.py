@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,6 +20,10 @@ Obj = Mapping[str, Any]
 
 class InvalidObjectError(ValueError):
     """A Kubernetes object fairpack cannot read; the message names the object and the field."""
+
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+"""What the API server accepts as a Node's name (RFC 1123 subdomain)."""
 
 
 # --- snapshots --------------------------------------------------------------------------------
@@ -47,6 +52,11 @@ def node_from_dict(obj: Obj) -> model.Node:
     """A Node object: allocatable, labels, taints, GPUs, MIG layout and NVLink islands."""
     meta = obj.get("metadata") or {}
     name = str(meta.get("name", ""))
+    if not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
+        raise InvalidObjectError(
+            f"node {name!r}: metadata.name must be a DNS subdomain name (lowercase letters, digits,"
+            " '-' and '.', starting and ending with a letter or digit; at most 253 characters)"
+        )
     where = f"node {name}"
     status = obj.get("status") or {}
     spec = obj.get("spec") or {}

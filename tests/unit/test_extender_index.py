@@ -99,7 +99,9 @@ def test_filter_and_prioritize_match_judging_every_node_afresh(ops: list[tuple[s
 
 def check(view: cv.ClusterView, the_pod: model.Pod) -> None:
     found = verbs.filter_nodes(view, the_pod, NAMES, plan_freshness_s=60.0)
-    scores = verbs.prioritize(view, the_pod, found.passed, strategy="fgd")
+    groups = verbs.prioritize(view, the_pod, found.passed, strategy="fgd")
+    scores = {name: score for score, names in groups.items() for name in names}
+    assert len(scores) == sum(len(names) for names in groups.values()), "a node scored twice"
     truth = fresh_truth(view, the_pod)
     assert sorted(found.passed) == sorted(n for n, v in truth.items() if v.placement is not None)
     assert found.unresolvable == {

@@ -229,3 +229,14 @@ def test_resources_misfit_says_what_is_short() -> None:
         "insufficient cpu (needs 100000, free 91500)"
     )
     assert model.resources_misfit(hungry, node, model.NO_RESOURCES) is None
+
+
+@pytest.mark.parametrize("name", ["gpu-1", "node.example.com", "a", "0-9"])
+def test_a_dns_subdomain_node_name_is_read(name: str) -> None:
+    assert kube.node_from_dict(gpu_node(name)).name == name
+
+
+@pytest.mark.parametrize("name", ["", "GPU-1", "gpu_1", "-gpu", "gpu-", 'gpu"1', "gpu..1", "a" * 254])
+def test_a_node_name_the_api_server_would_refuse_is_rejected(name: str) -> None:
+    with pytest.raises(kube.InvalidObjectError, match=r"metadata\.name must be a DNS subdomain name"):
+        kube.node_from_dict(gpu_node(name))
