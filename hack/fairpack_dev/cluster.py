@@ -17,6 +17,7 @@ process can attach). CLI::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,7 +26,7 @@ import shutil
 import socket
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -252,6 +253,19 @@ class LocalCluster:
         self._start_fairpack_scheduler(binaries()["kube-scheduler"])
         self._wait("fairpack-scheduler")
         self._save()
+
+    @contextlib.contextmanager
+    def scheduler_paused(self) -> Iterator[None]:
+        """The default kube-scheduler stopped for the block, started again (healthy) after it.
+
+        Whatever is created inside is pending all at once when it starts: its queue then holds
+        every pod, in priority order, as a model that schedules a batch assumes."""
+        self.component("kube-scheduler").stop(grace_s=self.settings.stop_grace_s)
+        try:
+            yield
+        finally:
+            self._start_scheduler(binaries()["kube-scheduler"])
+            self._wait("kube-scheduler")
 
     def default_extender(self) -> scheduler_config.ExtenderConfig:
         """The extender entry a fresh cluster has: ignorable, at the reserved (empty) port."""
