@@ -170,11 +170,7 @@ def real_instance(
     for name, positions in sets:
         for position, node in zip(positions, sorted(bound[name]), strict=False):
             placed[position] = node
-    running = tuple(
-        p if n is None else dataclasses.replace(p, node=n, movable=True, evictable=True)
-        for p, n in zip(fresh.pods, placed, strict=True)
-    )
-    return inst.Instance(fresh.resources, fresh.nodes, running)
+    return workloads.running(fresh, placed)
 
 
 def run_scenario(

@@ -9,8 +9,10 @@ places the pods; scenarios where it leaves some pending are the ones the solver 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fairpack.solver.packing import greedy
@@ -68,13 +70,16 @@ def after_default_scheduler(
     """
     fresh = pending_instance(s)
     placed = greedy.schedule(fresh, settings=settings or greedy.Settings())
-    pods = tuple(
-        inst.PackPod(
-            p.key, p.priority, p.requests, p.eligible, node=n, movable=True, evictable=True, order=p.order
-        )
-        if n is not None
-        else p
-        for p, n in zip(fresh.pods, placed.nodes, strict=True)
-    )
-    cluster = inst.Instance(fresh.resources, fresh.nodes, pods)
+    cluster = running(fresh, placed.nodes)
     return cluster, inst.Assignment.current(cluster)
+
+
+def running(fresh: inst.Instance, nodes: Sequence[int | None]) -> inst.Instance:
+    """``fresh`` once a scheduler put pod ``i`` on node ``nodes[i]`` (None: left pending).
+
+    Placed pods become running, movable and evictable (ReplicaSet pods)."""
+    pods = tuple(
+        p if n is None else dataclasses.replace(p, node=n, movable=True, evictable=True)
+        for p, n in zip(fresh.pods, nodes, strict=True)
+    )
+    return inst.Instance(fresh.resources, fresh.nodes, pods)
