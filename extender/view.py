@@ -140,6 +140,9 @@ class ClusterView:
         self._assumed_at: dict[str, tuple[str, float]] = {}
         self.assume_ttl_s = assume_ttl_s
         self.clock = clock
+        self._node_inputs: dict[str, tuple[Any, ...]] = {}
+        self._pod_inputs: dict[str, tuple[Any, ...]] = {}
+        """The raw parts each node and pod was last read from (see :meth:`upsert_node`)."""
         self.sinks: list[set[str]] = []
         """Dirty-node sets of the indexes built on this view (see :meth:`NodeState.changed`)."""
         self.indexes = index.Indexes(self.sinks)
@@ -157,6 +160,8 @@ class ClusterView:
             for name in self.nodes:
                 self._mark(name)
             self.nodes, self.pods = {}, {}
+            self._node_inputs.clear()
+            self._pod_inputs.clear()
             for obj in nodes:
                 self.upsert_node(obj)
             for obj in pods:
@@ -173,10 +178,18 @@ class ClusterView:
         self.last_event = self.clock()
 
     def upsert_node(self, obj: Mapping[str, Any]) -> None:
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        # What the node model is read from: heartbeats change none of it, and comparing the
+        # raw parts is much cheaper than reading the node again.
+        inputs = (meta.get("labels"), meta.get("annotations"), obj.get("spec"), status.get("allocatable"))
+        name = meta.get("name")
+        if name in self.nodes and self._node_inputs.get(name) == inputs:
+            return
         node = _read(kube.node_from_dict, obj)
         if node is None:
             return
         with self.lock:
+            self._node_inputs[node.name] = inputs
             state = self.nodes.get(node.name)
             if state is None:
                 self.nodes[node.name] = NodeState(node, sinks=self.sinks)
@@ -187,6 +200,7 @@ class ClusterView:
 
     def delete_node(self, name: str) -> None:
         with self.lock:
+            self._node_inputs.pop(name, None)
             if self.nodes.pop(name, None) is not None:
                 self._mark(name)
 
@@ -195,15 +209,30 @@ class ClusterView:
             sink.add(name)
 
     def upsert_pod(self, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        # What the pod model is read from (status updates change only the phase of it).
+        inputs = (
+            meta.get("labels"),
+            meta.get("annotations"),
+            meta.get("deletionTimestamp"),
+            meta.get("ownerReferences"),
+            obj.get("spec"),
+            (obj.get("status") or {}).get("phase"),
+        )
+        uid = meta.get("uid")
+        if uid in self.pods and self._pod_inputs.get(uid) == inputs:
+            return
         pod = _read(kube.pod_from_dict, obj)
         if pod is None:
             return
         with self.lock:
+            self._pod_inputs[pod.uid] = inputs
             if self.pods.get(pod.uid) == pod:
                 return  # an update of fields fairpack does not read: keep the memo
             self._unlink(pod.uid)
             if pod.terminated:
                 self.pods.pop(pod.uid, None)
+                self._pod_inputs.pop(pod.uid, None)
                 return
             self.pods[pod.uid] = pod
             if pod.node_name is not None:
@@ -218,6 +247,7 @@ class ClusterView:
 
     def delete_pod(self, uid: str) -> None:
         with self.lock:
+            self._pod_inputs.pop(uid, None)
             self._unlink(uid)
             self.pods.pop(uid, None)
             self.forget(uid)
