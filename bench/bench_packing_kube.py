@@ -251,12 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--nodes", default="4,8,16")
-    parser.add_argument("--pods-per-node", default="4,8")
-    parser.add_argument("--priorities", default="1,2,4")
-    parser.add_argument("--utilisation", default="0.95,1.00,1.05")
-    parser.add_argument("--seeds", type=int, default=1, help="kept seeds per cell")
-    parser.add_argument("--tries", type=int, default=30, help="seeds tried per cell to find them")
+    paper.add_grid_arguments(parser, nodes="4,8,16", utilisation="0.95,1.00,1.05")
     parser.add_argument("--arrival", choices=("batch", "live"), default="batch")
     parser.add_argument(
         "--objects",
@@ -269,15 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="also write every run to this file")
     args = parser.parse_args(argv)
-    grid = list(
-        itertools.product(
-            [int(x) for x in args.nodes.split(",")],
-            [int(x) for x in args.pods_per_node.split(",")],
-            [int(x) for x in args.priorities.split(",")],
-            [float(x) for x in args.utilisation.split(",")],
-        )
-    )
-    scenarios = [s for cell in grid for s in paper.kept_seeds(cell, args.seeds, tries=args.tries)]
+    scenarios = [s for cell in paper.grid(args) for s in paper.kept_seeds(cell, args.seeds, tries=args.tries)]
     console = Console(width=160)
     try:
         localcluster.binaries()

@@ -58,21 +58,19 @@ def kept_seeds(cell: tuple[int, int, int, float], count: int, *, tries: int) -> 
     return kept
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--nodes", default="4,8,16,32")
+def add_grid_arguments(parser: argparse.ArgumentParser, *, nodes: str, utilisation: str) -> None:
+    """The grid's options (comma-separated values per axis) and how many seeds to keep per cell."""
+    parser.add_argument("--nodes", default=nodes)
     parser.add_argument("--pods-per-node", default="4,8")
     parser.add_argument("--priorities", default="1,2,4")
-    parser.add_argument("--utilisation", default="0.90,0.95,1.00,1.05")
+    parser.add_argument("--utilisation", default=utilisation)
     parser.add_argument("--seeds", type=int, default=1, help="kept seeds per cell")
     parser.add_argument("--tries", type=int, default=30, help="seeds tried per cell to find them")
-    parser.add_argument("--windows", default="1", help="solver windows in seconds, comma-separated")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--json", help="also write every run to this file")
-    args = parser.parse_args(argv)
-    grid = list(
+
+
+def grid(args: argparse.Namespace) -> list[tuple[int, int, int, float]]:
+    """The cells (nodes, pods per node, K, utilisation) the grid options name."""
+    return list(
         itertools.product(
             [int(x) for x in args.nodes.split(",")],
             [int(x) for x in args.pods_per_node.split(",")],
@@ -80,11 +78,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             [float(x) for x in args.utilisation.split(",")],
         )
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_grid_arguments(parser, nodes="4,8,16,32", utilisation="0.90,0.95,1.00,1.05")
+    parser.add_argument("--windows", default="1", help="solver windows in seconds, comma-separated")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", help="also write every run to this file")
+    args = parser.parse_args(argv)
     windows = [float(w) for w in args.windows.split(",")]
     console = Console(width=160)
     runs = []
     started = time.monotonic()
-    for cell in grid:
+    for cell in grid(args):
         for scenario in kept_seeds(cell, args.seeds, tries=args.tries):
             cluster, _ = workloads.after_default_scheduler(scenario)
             for window in windows:
