@@ -181,7 +181,13 @@ class ClusterView:
         meta, status = obj.get("metadata") or {}, obj.get("status") or {}
         # What the node model is read from: heartbeats change none of it, and comparing the
         # raw parts is much cheaper than reading the node again.
-        inputs = (meta.get("labels"), meta.get("annotations"), obj.get("spec"), status.get("allocatable"))
+        inputs = (
+            meta.get("labels"),
+            meta.get("annotations"),
+            obj.get("spec"),
+            status.get("allocatable"),
+            status.get("capacity"),  # read when allocatable is missing
+        )
         name = meta.get("name")
         if name in self.nodes and self._node_inputs.get(name) == inputs:
             return
