@@ -135,6 +135,3 @@ class Indexes:
             self._by_shape.move_to_end(shape)
         index.refresh(nodes)
         return index
-
-    def __len__(self) -> int:
-        return len(self._by_shape)

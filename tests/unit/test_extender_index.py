@@ -120,3 +120,20 @@ def check(view: cv.ClusterView, the_pod: model.Pod) -> None:
     assert all(n not in scores for n in raw if raw[n] == low)
     ranked = sorted(raw, key=raw.__getitem__)
     assert [scores.get(n, 0) for n in ranked] == sorted(scores.get(n, 0) for n in ranked)
+
+
+def test_the_least_recently_used_shape_is_dropped_and_no_longer_marked_dirty() -> None:
+    view = cv.ClusterView()
+    view.replace(NODES, [])
+    judge = lambda state: index.Verdict(None, "never")  # noqa: E731
+    first = view.indexes.get("first", view.nodes, judge)
+    oldest = view.indexes.get(0, view.nodes, judge)
+    for shape in range(1, index.MAX_INDEXES - 1):
+        view.indexes.get(shape, view.nodes, judge)
+    view.indexes.get("first", view.nodes, judge)  # used again: now the most recent
+    view.indexes.get("one more", view.nodes, judge)  # drops shape 0, the least recent
+    assert len(view.sinks) == index.MAX_INDEXES
+    assert any(sink is first.dirty for sink in view.sinks)
+    assert not any(sink is oldest.dirty for sink in view.sinks)
+    assert view.indexes.get("first", view.nodes, judge) is first
+    assert view.indexes.get(0, view.nodes, judge) is not oldest  # rebuilt on demand
