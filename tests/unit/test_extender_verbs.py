@@ -18,6 +18,7 @@ with warnings.catch_warnings():
 
 from fairpack.extender import app as app_
 from fairpack.extender import settings as settings_
+from fairpack.extender import verbs
 from fairpack.extender import view as cv
 from fairpack.solver import labels
 
@@ -328,3 +329,16 @@ def test_preempt_may_choose_lower_priority_pods_the_scheduler_did_not_offer() ->
         result = client.post("/preempt", json=preempt_args(the_pod, {"n": ["a", "b"]})).json()
     uids = sorted(p["UID"] for p in result["NodeNameToMetaVictims"]["n"]["Pods"])
     assert uids == ["uid-b", "uid-c"]
+
+
+def test_a_mig_profile_is_measured_with_the_geometry_of_the_nodes_own_gpu_model() -> None:
+    # 1g.10gb is one slot on an A100-80GB (two on an A100-40GB, which the name also fits).
+    view = cv.ClusterView()
+    held_pod = pod(
+        "m", mig="1g.10gb", node_name="mig", annotations={labels.MIG_INSTANCE_ANNOTATION: "2:1g.10gb@1"}
+    )
+    view.replace([node("a100-80-mig", "mig")], [held_pod])
+    key = verbs.node_key(view.nodes["mig"])
+    seven_ones = next(g for g in key[1] if len(g[2]) == 7)
+    assert {cls for cls, _ in seven_ones[2]} == {0}
+    assert seven_ones[1] == 0b10  # the instance at slot 1 holds slot 1 only
