@@ -53,7 +53,9 @@ def create_app(settings: settings_.Settings, *, view: cv.ClusterView | None = No
     """The extender app. Its lifespan loads the snapshot or starts the watch (``view`` given: serve
     from that view as it is, with binds in memory only, as in snapshot mode)."""
     the_view = view or cv.ClusterView(assume_ttl_s=settings.plan_freshness_s)
-    metrics = metrics_.Metrics(staleness=the_view.staleness)
+    metrics = metrics_.Metrics(
+        staleness=the_view.staleness, fragments=lambda: verbs.cluster_fragments(the_view)
+    )
     state: dict[str, Binder | None] = {"binder": None}
     pods = PodCache()
     filtered_unresolvable = metrics.filtered_out.labels("unresolvable")

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from fairpack.extender import view as cv
 from fairpack.extender.index import ShapeIndex, Verdict
-from fairpack.solver import fragmentation, gpumodels, labels, mig, model, topology
+from fairpack.solver import fragmentation, gpumodels, labels, mig, model, stranding, topology
 from fairpack.solver import occupancy as occ
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ MAX_SCORE: Final = 10
 MAX_VICTIM_SUBSETS: Final = 4096
 """Victim sets tried per node before falling back to the cheapest prefix (keeps preempt bounded)."""
 WHOLE_SHAPES: Final = (1, 2, 4, 8)
+FRAGMENTS_CHUNK: Final = 32
+"""Nodes whose fragments a metrics scrape reads per hold of the view's lock."""
 
 WORKLOAD: Final = fragmentation.Workload(
     tuple(
@@ -163,6 +165,31 @@ def fragmented(key: occ.NodeKey) -> float:
     """Expected GPUs of the node a task of :data:`WORKLOAD` could not use."""
     _, fragments = fragmentation.gpu_fragments(key, WORKLOAD)
     return sum(t.weight * f for t, f in zip(WORKLOAD.types, fragments, strict=True))
+
+
+def node_fragments(state: cv.NodeState) -> tuple[stranding.NodeFragments, float]:
+    """(free and stranded capacity, expected fragmented GPUs) of the node as it is now, kept in
+    its memo until it changes: a metrics scrape then costs one lookup per unchanged node."""
+    cached: tuple[stranding.NodeFragments, float] | None = state.memo.get("fragments")
+    if cached is None:
+        key = node_key(state)
+        cached = state.memo["fragments"] = (stranding.node_fragments(key), fragmented(key))
+    return cached
+
+
+def cluster_fragments(view: cv.ClusterView) -> tuple[stranding.Totals, float]:
+    """(free and stranded capacity, expected fragmented GPUs) of the whole view (the extender's
+    fragmentation gauges, read at scrape time)."""
+    with view.lock:
+        states = list(view.nodes.values())
+    parts: list[tuple[stranding.NodeFragments, float]] = []
+    # The lock is taken per chunk: a node that changed since the last scrape costs a derivation,
+    # and requests should not wait for hundreds of them. The sum is then not one instant's, which a
+    # gauge scraped every few seconds does not need.
+    for start in range(0, len(states), FRAGMENTS_CHUNK):
+        with view.lock:
+            parts.extend(node_fragments(state) for state in states[start : start + FRAGMENTS_CHUNK])
+    return stranding.totals(p for p, _ in parts), sum(f for _, f in parts)
 
 
 # --- filter ----------------------------------------------------------------------------------
