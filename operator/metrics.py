@@ -39,7 +39,7 @@ CYCLE_SECONDS: Final = Histogram(
 )
 PLANS: Final = Counter(
     "fairpack_operator_fallback_plans_total",
-    "CP-SAT fallback plans by outcome (executed, dry_run, no_gain, infeasible, error).",
+    "CP-SAT fallback plans by outcome (no_gain, dry_run, executed, blocked).",
     ["outcome"],
 )
 SOLVER_SECONDS: Final = Histogram(

@@ -1,10 +1,12 @@
 """The Grafana dashboard over fairpack's Prometheus metrics, written as code.
 
 ``python -P -m fairpack_dev.dashboard`` rewrites charts/fairpack/dashboards/fairpack.json (the chart
-ships it as an optional ConfigMap); a unit test fails when the file is stale or when a panel queries
-a ``fairpack_*`` metric that no module of the operator or the extender defines. GPU and MIG
-occupancy come from kube-state-metrics (``kube_node_status_allocatable``,
-``kube_pod_container_resource_requests``), which every Prometheus stack for Kubernetes runs.
+ships it as an optional ConfigMap); unit tests fail when the file is stale, when a panel queries a
+``fairpack_*`` series or groups by a label that the operator's and the extender's registries do not
+export, and when a panel's listed label values (reasons, kinds, outcomes) differ from those the
+code emits. GPU and MIG occupancy come from kube-state-metrics (``kube_node_status_allocatable``,
+``kube_pod_container_resource_requests``), which every Prometheus stack for Kubernetes runs;
+fragmentation (stranded GPUs, MIG slots a profile cannot use) from the extender's cluster view.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +49,23 @@ class Panel:
     width: int = 12
     stacked: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    values: Mapping[str, str] = field(default_factory=dict)
+    """Label values the code emits for the panel's series, each with its meaning: written into the
+    description, and a unit test holds them equal to what the code emits."""
 
+    @property
+    def text(self) -> str:
+        """The description with the meaning of each label value."""
+        meanings = "; ".join(f"{value}: {meaning}" for value, meaning in self.values.items())
+        return f"{self.description} {meanings}." if meanings else self.description
+
+
+FALLBACK_OUTCOMES: Mapping[str, str] = {
+    "no_gain": "the plan places no more high-priority pods than now",
+    "dry_run": "a gain, not carried out (dry-run mode)",
+    "executed": "pods pinned and victims evicted",
+    "blocked": "an eviction was refused (disruption budget); the pins were undone",
+}
 
 ROWS: Sequence[tuple[str, Sequence[Panel]]] = (
     (
@@ -70,7 +88,7 @@ ROWS: Sequence[tuple[str, Sequence[Panel]]] = (
             ),
             Panel(
                 "Extender calls and errors per verb",
-                "Calls per second, and those answered with an error (bad_request, internal).",
+                "Calls per second, and those answered with an error, by kind.",
                 (
                     (
                         "sum by (verb) (rate(fairpack_extender_request_duration_seconds_count[5m]))",
@@ -82,21 +100,33 @@ ROWS: Sequence[tuple[str, Sequence[Panel]]] = (
                     ),
                 ),
                 unit="reqps",
+                values={
+                    "bad_request": "the body is not kube-scheduler's wire format",
+                    "internal": "the verb failed (answered as kube-scheduler expects, and logged)",
+                    "refused": "bind declined the pod or the API server refused its Binding",
+                },
             ),
             Panel(
                 "Nodes filtered out by reason",
-                "unresolvable: can never hold the pod; busy: not now; plan: a fallback plan names another.",
+                "Nodes filter rejected per second, by reason kind.",
                 (("sum by (reason) (rate(fairpack_extender_nodes_filtered_out_total[5m]))", "{{reason}}"),),
                 unit="ops",
                 stacked=True,
+                values={
+                    "unresolvable": "the node can never hold the pod (preemption cannot help)",
+                    "not_now": "its devices are taken, a fallback plan holds them for another pod, "
+                    "or the node is unknown",
+                },
             ),
             Panel(
                 "Binds by result, and cluster-view staleness",
-                "Binds per second; seconds since each extender's watch last heard from the API server.",
+                "Binds per second by result; seconds since each extender's watch last heard from the API "
+                "server.",
                 (
                     ("sum by (result) (rate(fairpack_extender_binds_total[5m]))", "binds {{result}}"),
                     ("max(fairpack_extender_cluster_view_staleness_seconds)", "staleness (s)"),
                 ),
+                values={"ok": "bound", "error": "not bound (counted as refused above)"},
             ),
         ),
     ),
@@ -215,13 +245,51 @@ ROWS: Sequence[tuple[str, Sequence[Panel]]] = (
         ),
     ),
     (
+        "Fragmentation (the extender's cluster view)",
+        (
+            Panel(
+                "Stranded and fragmented GPUs",
+                "From the extender's view (max over its replicas, which watch the same cluster). "
+                "Free: whole-mode GPUs plus free MIG slots over 8. Stranded: free whole-mode GPUs on "
+                "nodes where another is held. Fragmented: the expected free capacity a task of any "
+                "whole-GPU size or MIG profile could not use (FGD, what prioritize keeps low).",
+                (
+                    ("max(fairpack_extender_gpus_free)", "free GPUs"),
+                    ("max(fairpack_extender_gpus_stranded)", "stranded GPUs"),
+                    ("max(fairpack_extender_gpus_fragmented)", "fragmented GPUs (FGD)"),
+                ),
+            ),
+            Panel(
+                "MIG slots a profile cannot use",
+                "Per MIG profile configured on some node: free memory slots (8 per GPU) that a pod "
+                "asking for that profile cannot take, because the free instances there are of other "
+                "profiles. Dashed: all free MIG slots.",
+                (
+                    ("max by (profile) (fairpack_extender_mig_slots_unusable)", "{{profile}}"),
+                    ("max(fairpack_extender_mig_slots_free)", "free MIG slots"),
+                ),
+                extra={
+                    "overrides": [
+                        {
+                            "matcher": {"id": "byName", "options": "free MIG slots"},
+                            "properties": [
+                                {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}
+                            ],
+                        }
+                    ]
+                },
+            ),
+        ),
+    ),
+    (
         "CP-SAT fallback",
         (
             Panel(
                 "Fallback plans by outcome",
-                "executed, dry_run, no_gain, infeasible, error.",
+                "Plans the CP-SAT fallback made in the last hour, by outcome.",
                 (("sum by (outcome) (increase(fairpack_operator_fallback_plans_total[1h]))", "{{outcome}}"),),
                 stacked=True,
+                values=FALLBACK_OUTCOMES,
             ),
             Panel(
                 "Solver time per plan (p50, p99)",
@@ -240,7 +308,7 @@ ROWS: Sequence[tuple[str, Sequence[Panel]]] = (
             ),
             Panel(
                 "Reconciles by kind and result",
-                "Operator reconciliations per second.",
+                "Operator reconciliations per second, by resource kind and result.",
                 (
                     (
                         "sum by (kind, result) (rate(fairpack_operator_reconciles_total[5m]))",
@@ -248,6 +316,10 @@ ROWS: Sequence[tuple[str, Sequence[Panel]]] = (
                     ),
                 ),
                 unit="ops",
+                values={
+                    "ok": "reconciled",
+                    "error": "the API server refused the objects (a warning event says why)",
+                },
             ),
         ),
     ),
@@ -263,7 +335,7 @@ def panel_json(panel: Panel, *, panel_id: int, x: int, y: int) -> dict[str, Any]
         "id": panel_id,
         "type": panel.kind,
         "title": panel.title,
-        "description": panel.description,
+        "description": panel.text,
         "datasource": DATASOURCE,
         "gridPos": {"h": 8, "w": panel.width, "x": x, "y": y},
         "fieldConfig": {
@@ -301,7 +373,8 @@ def dashboard() -> dict[str, Any]:
     return {
         "title": "fairpack",
         "uid": "fairpack",
-        "description": "Extender latency, UWFQ queues and fairness, GPU/MIG occupancy, CP-SAT fallback.",
+        "description": "Extender latency, UWFQ queues and fairness, GPU/MIG occupancy and fragmentation, "
+        "CP-SAT fallback.",
         "tags": ["fairpack", "gpu", "scheduling"],
         "timezone": "utc",
         "schemaVersion": 39,
