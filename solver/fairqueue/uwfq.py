@@ -112,6 +112,10 @@ class _User:
     """u: the user's processor-sharing clock (work each unfinished job has received), as of V =
     ``clock_v``."""
     clock_v: float = 0.0
+    pending: list[float] = field(default_factory=list)
+    """Sorted tags of the user's jobs processor sharing has not finished yet (u < tag): their
+    count is the k that divides the user's service. A job leaves the chain (at D) no later than
+    it leaves this list (at u = tag), so the list holds at least the chain's jobs."""
     chain: list[tuple[float, float, str]] = field(default_factory=list)
     """Jobs not yet finished by the fluid model, in tag order: (tag, arrival, id)."""
     inactive_since: tuple[float, float] | None = None
@@ -247,10 +251,16 @@ class UwfqQueue:
         user = self._users[self._flow_of(entry.job)]
         if entry.in_chain:
             self._unchain(user, entry)
+            self._unpend(user, entry.tag)
             entry.tag += delta
+            self._pend(user, entry.tag)
             self._chain(user, entry, max(entry.charge + delta, 0.0))
         elif delta > 0:
-            self._charge(entry, delta)
+            # Processor sharing still serving the job: its tag moves by the extra work. Already
+            # finished there: the extra work is like a new arrival of that size.
+            self._sync_clock(user)
+            still_pending = bool(user.chain) and self._unpend(user, entry.tag)
+            self._charge(entry, delta, tag=entry.tag + delta if still_pending else None)
         self._refresh(user)
 
     def set_weight(self, user: UserName, weight: float, *, now: float) -> None:
@@ -353,6 +363,7 @@ class UwfqQueue:
                 user.frozen.push(entry.job.id, (entry.deadline, *entry.job.order_key()))
             if not user.chain:
                 user.inactive_since = (now, user.start)
+                user.pending.clear()  # processor sharing ends with the chain (same total work)
             self._chain_changed(user)
             self._refresh(user)
 
@@ -366,21 +377,53 @@ class UwfqQueue:
         return self._users[name]
 
     def _sync_clock(self, user: _User) -> float:
-        """Bring the user's processor-sharing clock u up to V (u runs at w / k per unit of V while
-        the user's chain holds k jobs; it is only brought up to date when k is about to change or
-        u is read, so moving V costs nothing per user)."""
-        if user.chain:
-            user.clock += (self.virtual_time - user.clock_v) * user.weight / len(user.chain)
+        """Bring the user's processor-sharing clock u up to V.
+
+        Between two instants the user receives ``w * dV`` of service, split equally among its k
+        jobs processor sharing has not finished, so u runs at ``w / k`` per unit of V; k drops
+        each time u passes a pending tag, so u is advanced piecewise, tag by tag. It is only
+        brought up to date when it is read or k is about to change, so moving V costs nothing
+        per user.
+        """
+        service = (self.virtual_time - user.clock_v) * user.weight
         user.clock_v = self.virtual_time
+        pending = user.pending
+        while service > 0 and pending:
+            need = (pending[0] - user.clock) * len(pending)
+            if need > service:
+                user.clock += service / len(pending)
+                break
+            service -= max(need, 0.0)
+            user.clock = max(user.clock, pending[0])
+            del pending[: bisect.bisect_right(pending, user.clock * (1 + _REL_EPS) + _REL_EPS)]
         return user.clock
 
-    def _charge(self, entry: _Job, work: float) -> None:
-        """Append ``work`` for ``entry`` to its user's chain, (re)activating the user if idle."""
+    def _pend(self, user: _User, tag: float) -> None:
+        """Count a tag among the user's jobs processor sharing has still to finish."""
+        if tag > user.clock:
+            bisect.insort(user.pending, tag)
+
+    def _unpend(self, user: _User, tag: float) -> bool:
+        """Forget one pending tag; False if processor sharing had already finished it."""
+        i = bisect.bisect_left(user.pending, tag)
+        if i < len(user.pending) and user.pending[i] == tag:
+            del user.pending[i]
+            return True
+        return False
+
+    def _charge(self, entry: _Job, work: float, *, tag: float | None = None) -> None:
+        """Append ``work`` for ``entry`` to its user's chain, (re)activating the user if idle.
+
+        The tag is ``u + work`` (a new arrival under processor sharing) unless given."""
         user = self._user(entry.job)
         if not user.chain:
             user.start = self._restart_point(user)
             user.clock = 0.0
-        entry.tag = self._sync_clock(user) + work
+            user.clock_v = self.virtual_time
+            user.pending.clear()
+            tag = None  # an idle user starts afresh: nothing of its own is pending
+        entry.tag = self._sync_clock(user) + work if tag is None else tag
+        self._pend(user, entry.tag)
         self._chain(user, entry, work)
         self._refresh(user)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -10,6 +11,8 @@ from hypothesis import strategies as st
 
 from fairpack.solver.fairqueue import estimator, uwfq
 from fairpack.solver.fairqueue.policy import JobId, QueuedJob, UserName
+from fairpack.solver.sim import metrics
+from fairpack.solver.sim.workloads import SimJob, Workload
 
 
 def job(
@@ -54,6 +57,55 @@ def test_a_users_jobs_are_laid_end_to_end_in_its_share_in_tag_order() -> None:
     # Smaller tag (u + R) first: D1 = S + 4/2, D2 = D1 + 6/2.
     assert q.virtual_finish(JobId("small")) == pytest.approx(2.0)
     assert q.virtual_finish(JobId("big")) == pytest.approx(5.0)
+
+
+def test_a_tag_counts_only_the_jobs_processor_sharing_has_not_finished() -> None:
+    # A (1) and C (10) at 0; A finishes under processor sharing at u = 1 (t = 2), so at t = 1.5
+    # u = 0.75 and B's tag is 0.75 + 9.2 = 9.95 < C's 10: B before C, as the fluid model finishes
+    # them (B at 20.15, C at 20.2). Counting k as the jobs left in the end-to-end chain (A leaves
+    # it at t = 1) ran u too fast and put C first.
+    q = queue(capacity=1.0)
+    q.submit(job("A", "a", work=1.0), now=0.0)
+    q.submit(job("C", "a", work=10.0), now=0.0)
+    q.submit(job("B", "a", at=1.5, work=9.2), now=1.5)
+    assert q.waiting() == ["A", "B", "C"]
+    fluid = metrics.fair_finish_times(
+        Workload(
+            capacity=1,
+            users={"a": 1.0},
+            jobs=(
+                SimJob("A", "a", "c", 0.0, 1, 1.0),
+                SimJob("C", "a", "c", 0.0, 1, 10.0),
+                SimJob("B", "a", "c", 1.5, 1, 9.2),
+            ),
+        )
+    )
+    assert fluid["B"] < fluid["C"]
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    arrivals=st.lists(
+        st.tuples(st.integers(0, 12).map(lambda t: t / 2), st.integers(1, 40).map(lambda w: w / 4)),
+        min_size=2,
+        max_size=8,
+    ),
+    weight=st.sampled_from([1.0, 2.0]),
+)
+def test_a_users_unfinished_jobs_are_laid_out_in_processor_sharing_finish_order(
+    arrivals: list[tuple[float, float]], weight: float
+) -> None:
+    # The jobs still in the user's chain (D > V) are ordered as processor sharing inside the
+    # user would finish them.
+    jobs = [SimJob(f"j{k}", "a", "c", at, 1, work) for k, (at, work) in enumerate(sorted(arrivals))]
+    q = queue(capacity=1.0, a=weight)
+    for j in jobs:
+        q.submit(job(j.id, "a", at=j.arrival_s, work=j.task_s), now=j.arrival_s)
+    fluid = metrics.fair_finish_times(Workload(capacity=1, users={"a": weight}, jobs=tuple(jobs)))
+    chained = [j.id for j in jobs if q.virtual_finish(JobId(j.id)) > q.virtual_time + 1e-9]
+    by_d = sorted(chained, key=lambda i: q.virtual_finish(JobId(i)))
+    finishes = [fluid[i] for i in by_d]
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(finishes)), finishes
 
 
 def test_virtual_time_speeds_up_when_a_user_goes_inactive() -> None:
