@@ -9,11 +9,23 @@
 3. submit     - give new jobs that are held back (pods gated, application suspended) their
                 arrival time, size estimate and demand (written to their record);
 4. decide     - rebuild the UWFQ queue from the facts and walk it in order, taking each job
-                whose pods fit the free capacity and its tenant's quota (work conserving);
+                whose pods fit the free capacity and its tenant's quota, without ever delaying
+                the first job that does not fit (``decide`` states the rule);
 5. admit      - one by one: record the admission in the job's record first, then release it
                 (lift its pods' gates, unsuspend it); a crash in between is repaired by step 5
                 of the next cycle, which releases admitted jobs still held;
 6. report     - queue positions and virtual finishes of waiting jobs, tenant status, metrics.
+
+Who shares. UWFQ's flows are users, each inside its tenant (``flow``): a tenant's weight is split
+equally among its users that have unfinished jobs (``flow_weights``), so a tenant gets its
+weighted share of the cluster and each of its active users an equal part of that share; inside a
+user, jobs are laid end to end as UWFQ does.
+
+Conditions. A SparkJob's status carries ``Admitted`` (True once admitted, with when) and
+``Degraded`` (True, with a reason naming the field to fix, while the job can never run as it
+stands: unknown tenant, user not a member, larger than its tenant's quota, the pool or any node;
+``sparkjob`` adds ``PodsRejected`` when the API refuses its pods). A degraded job is not queued and
+is re-checked every cycle, so fixing the Tenant (or the cluster) lets it in without resubmitting.
 """
 
 from __future__ import annotations
@@ -28,7 +40,8 @@ from typing import Any
 
 import kopf
 
-from fairpack.operator import k8s, kicks, metrics, resources, spark_pods, tenant
+from fairpack.operator import conditions, k8s, kicks, metrics, resources, spark_pods, tenant
+from fairpack.operator.conditions import Condition
 from fairpack.operator.resources import Resources
 from fairpack.operator.settings import AdmissionSettings
 from fairpack.solver import labels
@@ -68,6 +81,8 @@ class Job:
     """Label whose value names the job on its pods."""
     runner = "driver"
     """What runs the job, for messages."""
+    has_conditions = True
+    """Whether the record holds ``conditions`` (a SparkApplication's status is spark-operator's)."""
 
     @property
     def uid(self) -> JobId:
@@ -99,8 +114,15 @@ class Job:
         """The queue's record of the job (arrival, estimate, demand, admission, phase)."""
         return self.body.get("status") or {}
 
-    def write(self, update: Mapping[str, Any]) -> None:
-        """Merge ``update`` into the record, in the cluster and in this snapshot."""
+    def write(self, update: Mapping[str, Any], *, problem: Problem | None = None) -> None:
+        """Merge ``update`` into the record, in the cluster and in this snapshot. An update that
+        sets the phase also sets the conditions (``problem``: why the job can never run)."""
+        update = dict(update)
+        if self.has_conditions and "phase" in update:
+            merged = {**self.status, **update}
+            update["conditions"] = conditions.merge(
+                self.status.get("conditions"), job_conditions(merged, problem), now=rfc3339(time.time())
+            )
         k8s.patch(
             API_VERSION,
             KIND,
@@ -133,6 +155,11 @@ class Job:
         return str(self.status.get("phase") or "")
 
     @property
+    def flow(self) -> UserName:
+        """Who the job's work is charged to in UWFQ: its user inside its tenant."""
+        return flow(self.tenant, self.user)
+
+    @property
     def template(self) -> str:
         """What the estimator learns sizes by: the user's application."""
         return f"{self.user}/{self.spec.get('mainClass') or self.spec['mainApplicationFile']}"
@@ -148,6 +175,14 @@ class Job:
         driver = resources.parse(spark_pods.pod_requests(self.spec.get("driver", {})))
         return driver + per_executor.scaled(int(executor.get("instances", 2)))
 
+    def pod_sizes(self) -> list[tuple[str, Resources]]:
+        """Each kind of pod's request, with the spec field that sizes it."""
+        executor = self.spec.get("executor", {})
+        sizes = [("spec.driver", resources.parse(spark_pods.pod_requests(self.spec.get("driver", {}))))]
+        if int(executor.get("instances", 2)) > 0:
+            sizes.append(("spec.executor", resources.parse(spark_pods.pod_requests(executor))))
+        return sizes
+
     def fact(self) -> uwfq.JobFact:
         """The persisted facts UWFQ is rebuilt from."""
         status = self.status
@@ -160,7 +195,7 @@ class Job:
         return uwfq.JobFact(
             job=QueuedJob(
                 id=self.uid,
-                user=UserName(self.tenant),
+                user=self.flow,
                 arrival_s=float(seconds(status["submittedAt"]) or 0.0),
                 work_s=float(status["estimatedSeconds"]) * demand,
                 demand=demand,
@@ -255,16 +290,101 @@ def follow(snap: Snapshot) -> None:
                     k8s.delete("v1", "Pod", pod["metadata"]["name"], job.namespace)
 
 
-def admissibility(job: Job, tenants: Mapping[str, tenant.Tenant], total: Resources) -> str | None:
-    """Why the job can never be queued as it stands (None when it can)."""
+@dataclass(frozen=True)
+class Problem:
+    """Why a job can never run as it stands: the Degraded condition's reason and message (the
+    message names the field and the fix)."""
+
+    reason: str
+    message: str
+
+
+def job_conditions(status: Mapping[str, Any], problem: Problem | None) -> list[Condition]:
+    """Admitted and Degraded for a job whose record is ``status``."""
+    if status.get("admittedAt"):
+        admitted = Condition("Admitted", True, "Admitted", f"admitted at {status['admittedAt']}")
+    elif problem is not None:
+        admitted = Condition("Admitted", False, "Inadmissible", problem.message)
+    else:
+        admitted = Condition("Admitted", False, "Queued", "waiting in the UWFQ queue")
+    if problem is not None:
+        degraded = Condition("Degraded", True, problem.reason, problem.message)
+    else:
+        degraded = Condition("Degraded", False, "AsExpected")
+    return [admitted, degraded]
+
+
+def admissibility(
+    job: Job,
+    tenants: Mapping[str, tenant.Tenant],
+    total: Resources,
+    nodes: Sequence[Resources] = (),
+) -> Problem | None:
+    """Why the job can never be queued as it stands (None when it can). ``total`` is the pool's
+    capacity, ``nodes`` each pool node's allocatable (empty: not checked per node)."""
     found = tenants.get(job.tenant)
     if found is None:
-        return f"tenant {job.tenant!r} does not exist"
+        return Problem(
+            "TenantNotFound",
+            f"spec.tenant: tenant {job.tenant!r} does not exist; create the Tenant or resubmit under "
+            "an existing one",
+        )
     if not found.admits_user(job.user):
-        return f"user {job.user!r} is not a member of tenant {found.name!r}"
-    if not job.requests().fits_in(total):
-        return "the job requests more than the whole cluster has"
+        return Problem(
+            "UserNotInTenant",
+            f"spec.user: user {job.user!r} is not a member of tenant {found.name!r}; add the user to the "
+            f"Tenant's spec.users or resubmit under a tenant the user belongs to",
+        )
+    need = job.requests()
+    if found.quota_gpus is not None and need.gpus > found.quota_gpus:
+        return Problem(
+            "ExceedsQuota",
+            f"spec.executor: the job requests {need.gpus:g} GPUs, more than tenant {found.name!r} may use "
+            f"(spec.quota.gpus {found.quota_gpus}); ask fewer executors or GPUs, or raise the quota",
+        )
+    if found.quota_cores is not None and need.cpu > found.quota_cores + 1e-9:
+        return Problem(
+            "ExceedsQuota",
+            f"spec.executor: the job requests {need.cpu:g} cores, more than tenant {found.name!r} may use "
+            f"(spec.quota.cores {found.quota_cores:g}); ask fewer executors or cores, or raise the quota",
+        )
+    if not need.fits_in(total):
+        return Problem(
+            "ExceedsCluster",
+            "spec.executor: the job requests more than the whole cluster has "
+            f"({need.cpu:g} cores, {need.gpus:g} GPUs against {total.cpu:g} cores, {total.gpus:g} GPUs); "
+            "ask fewer or smaller executors",
+        )
+    for where, pod in job.pod_sizes():
+        if nodes and not any(pod.fits_in(node) for node in nodes):
+            return Problem(
+                "ExceedsNode",
+                f"{where}: one pod requests more than any node has ({pod.cpu:g} cores, "
+                f"{pod.memory / 2**30:g} GiB, {pod.gpus:g} GPUs); ask a smaller pod",
+            )
     return None
+
+
+def flow(tenant_name: str, user: str) -> UserName:
+    """The UWFQ flow of a user inside a tenant."""
+    return UserName(f"{tenant_name}/{user}")
+
+
+def flow_weights(jobs: Iterable[Job], tenants: Mapping[str, tenant.Tenant]) -> dict[UserName, float]:
+    """Each flow's weight: its tenant's weight split equally among the tenant's users that have
+    unfinished jobs (a tenant whose users have all finished keeps the split of one user). The
+    split follows who is active, so a tenant's share does not depend on how many users it lists."""
+    users: dict[str, set[str]] = {}
+    for job in jobs:
+        users.setdefault(job.tenant, set())
+        if job.phase not in FINISHED:
+            users[job.tenant].add(job.user)
+    weights: dict[UserName, float] = {}
+    for job in jobs:
+        found = tenants.get(job.tenant)
+        if found is not None:
+            weights[job.flow] = found.weight / max(len(users[job.tenant]), 1)
+    return weights
 
 
 def rebuild(snap: Snapshot, settings: AdmissionSettings) -> tuple[uwfq.UwfqQueue, estimator_mod.Estimator]:
@@ -273,7 +393,7 @@ def rebuild(snap: Snapshot, settings: AdmissionSettings) -> tuple[uwfq.UwfqQueue
     facts = [job.fact() for job in snap.jobs if job.status.get("submittedAt")]
     latest = max((t for f in facts for t in (f.job.arrival_s, f.admitted_s, f.finished_s) if t), default=0.0)
     snap.now = max(snap.now, latest)
-    weights = {UserName(t.name): t.weight for t in snap.tenants.values()}
+    weights = flow_weights(snap.jobs, snap.tenants)
     queue = uwfq.rebuild(
         facts, capacity=settings.capacity_units, now=snap.now, weights=weights, estimator=estimator
     )
@@ -281,23 +401,29 @@ def rebuild(snap: Snapshot, settings: AdmissionSettings) -> tuple[uwfq.UwfqQueue
 
 
 def submit(
-    snap: Snapshot, settings: AdmissionSettings, estimator: estimator_mod.Estimator, total: Resources
+    snap: Snapshot,
+    settings: AdmissionSettings,
+    estimator: estimator_mod.Estimator,
+    total: Resources,
+    nodes: Sequence[Resources] = (),
 ) -> None:
-    """Step 3: new jobs get their arrival, estimate and demand; unqueueable ones a reason."""
+    """Step 3: new jobs get their arrival, estimate and demand; those that can never run a
+    Degraded condition saying why (and are re-checked next cycle)."""
     for job in snap.jobs:
         if job.status.get("submittedAt") or job.phase in FINISHED:
             continue
         if not job.held(snap.job_pods(job)):
             continue  # not (or no longer) held back: e.g. its pods are still being created
-        reason = admissibility(job, snap.tenants, total)
-        if reason is not None:
-            if job.status.get("message") != reason:
-                job.write({"phase": QUEUED, "message": reason})
+        problem = admissibility(job, snap.tenants, total, nodes)
+        if problem is not None:
+            if job.status.get("message") != problem.message:
+                job.write({"phase": QUEUED, "message": problem.message}, problem=problem)
+                logger.info("%s/%s cannot run: %s", job.namespace, job.name, problem.message)
             continue
         demand = resources.demand_units(job.requests(), total, units=settings.capacity_units)
         declared = float(job.spec.get("estimatedSeconds") or settings.default_job_seconds)
         # Learned history of the same user's application wins over the declaration.
-        work = estimator.estimate(user=job.tenant, name=job.template, declared_s=declared * demand)
+        work = estimator.estimate(user=job.flow, name=job.template, declared_s=declared * demand)
         update = {
             "phase": QUEUED,
             "submittedAt": rfc3339(snap.now),
@@ -345,10 +471,27 @@ def within_quota(found: tenant.Tenant, usage: Resources) -> bool:
 
 
 def decide(snap: Snapshot, queue: uwfq.UwfqQueue, free: Resources) -> list[Job]:
-    """Step 4b: walk the queue in UWFQ order and take every job that fits (work conserving)."""
+    """Step 4b: walk the queue in UWFQ order and take the jobs that fit, never delaying the head.
+
+    The rule (a reservation for the head, as EASY backfilling keeps one):
+
+    * a job blocked only by its own tenant's quota is skipped and reserves nothing (what holds it
+      back is its tenant's running work, not anyone else's);
+    * the *head* is the first job, in UWFQ order, that its quota allows but whose request does not
+      fit in the free capacity. From the head on, its request is reserved: a later job is taken
+      only if it fits in ``free - head`` in every dimension (cores, memory, GPUs), where a
+      dimension in which the head needs more than is free leaves nothing to later jobs.
+
+    So later jobs only take capacity the head would leave unused even once what it waits for has
+    freed: admitting them never postpones the moment the head fits. Only the head is protected;
+    the next blocked job is protected once it is the head. Capacity is counted over the pool, not
+    per node, as everywhere in the queue; work outside the queue (LLMServices) that never ends can
+    still hold the head back, and then later jobs wait too rather than overtake it forever.
+    """
     by_uid = {job.uid: job for job in snap.jobs}
     usage = tenant_usage(snap)
     chosen = []
+    head: Job | None = None
     for job_id in queue.waiting():
         job = by_uid[job_id]
         if job.phase != QUEUED:
@@ -356,12 +499,23 @@ def decide(snap: Snapshot, queue: uwfq.UwfqQueue, free: Resources) -> list[Job]:
         need = job.requests()
         owner = snap.tenants.get(job.tenant)
         after = usage.get(job.tenant, Resources()) + need
-        if owner is None or not need.fits_in(free) or not within_quota(owner, after):
+        if owner is None or not within_quota(owner, after):
+            continue
+        room = free if head is None else reserve(free, head.requests())
+        if not need.fits_in(room):
+            head = head or job
             continue
         free = free - need
         usage[job.tenant] = after
         chosen.append(job)
     return chosen
+
+
+def reserve(free: Resources, held: Resources) -> Resources:
+    """What is left of ``free`` once ``held`` is set aside, none where ``held`` needs more."""
+    return Resources(
+        max(free.cpu - held.cpu, 0.0), max(free.memory - held.memory, 0.0), max(free.gpus - held.gpus, 0.0)
+    )
 
 
 def lift_gates(job: Job, pods: Iterable[Mapping[str, Any]], virtual_finish: float) -> None:
@@ -457,8 +611,9 @@ def run_cycle(settings: AdmissionSettings, now: float, *, sources: Sequence[Sour
     selector = resources.parse_selector(settings.pool)
     pool = resources.pool_nodes(snap.nodes, selector)
     total = resources.capacity(pool)
+    node_sizes = [resources.capacity([node]) for node in pool]
     queue, estimator = rebuild(snap, settings)
-    submit(snap, settings, estimator, total)
+    submit(snap, settings, estimator, total, node_sizes)
     queue, _ = rebuild(snap, settings)
     t = mark("submit", t)
     free = total - resources.used(snap.pods, nodes=pool, selector=selector) - outstanding(snap)

@@ -70,6 +70,7 @@ class Application(admission.Job):
 
     pod_label = APP_NAME_LABEL
     runner = "application"
+    has_conditions = False
 
     @property
     def tenant(self) -> str:
@@ -95,7 +96,7 @@ class Application(admission.Job):
         """spark-operator's application state ("" before it has seen the application)."""
         return str(((self.body.get("status") or {}).get("applicationState") or {}).get("state") or "")
 
-    def write(self, update: Mapping[str, Any]) -> None:
+    def write(self, update: Mapping[str, Any], *, problem: admission.Problem | None = None) -> None:
         record = json.dumps({**self.status, **update}, sort_keys=True)
         meta = {"annotations": {labels.ADMISSION_ANNOTATION: record}}
         k8s.patch(API_VERSION, KIND, self.name, {"metadata": meta}, namespace=self.namespace)
@@ -122,6 +123,13 @@ class Application(admission.Job):
         executor = self.spec.get("executor") or {}
         instances = int(executor.get("instances") or 1)
         return pod_requests(self.spec.get("driver") or {}) + pod_requests(executor).scaled(instances)
+
+    def pod_sizes(self) -> list[tuple[str, Resources]]:
+        executor = self.spec.get("executor") or {}
+        sizes = [("spec.driver", pod_requests(self.spec.get("driver") or {}))]
+        if int(executor.get("instances") or 1) > 0:
+            sizes.append(("spec.executor", pod_requests(executor)))
+        return sizes
 
     def _suspend(self, suspend: bool) -> None:
         k8s.patch(API_VERSION, KIND, self.name, {"spec": {"suspend": suspend}}, namespace=self.namespace)

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from fairpack.operator import admission, resources, settings, spark_pods, tenant
+from fairpack.operator import admission, k8s, resources, settings, spark_pods, tenant
 from fairpack.solver import labels
+from fairpack.solver.fairqueue import estimator
 
 
 def job(
@@ -18,6 +19,7 @@ def job(
     status: dict[str, Any] | None = None,
     executors: int = 2,
     cores: int = 1,
+    gpus: int = 0,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "fairpack.io/v1alpha1",
@@ -30,7 +32,7 @@ def job(
             "mainApplicationFile": "local:///app.jar",
             "mainClass": "Pi",
             "driver": {"cores": 1, "memory": "1Gi", "gpus": 0},
-            "executor": {"instances": executors, "cores": cores, "memory": "1Gi", "gpus": 0},
+            "executor": {"instances": executors, "cores": cores, "memory": "1Gi", "gpus": gpus},
         },
         "status": status or {},
     }
@@ -121,24 +123,74 @@ TENANTS = {
 
 
 @pytest.mark.parametrize(
-    ("body", "reason"),
+    ("body", "reason", "field"),
     [
-        pytest.param(job(tenant_name="zz"), "tenant 'zz' does not exist", id="unknown-tenant"),
-        pytest.param(job(user="eve"), "user 'eve' is not a member of tenant 'a'", id="not-a-member"),
-        pytest.param(job(cores=64), "the job requests more than the whole cluster has", id="too-big"),
-        pytest.param(job(tenant_name="b", user="anyone"), None, id="open-tenant"),
+        pytest.param(job(tenant_name="zz"), "TenantNotFound", "spec.tenant", id="unknown-tenant"),
+        pytest.param(job(user="eve"), "UserNotInTenant", "spec.user", id="not-a-member"),
+        pytest.param(
+            job(tenant_name="b", executors=2, cores=2), "ExceedsQuota", "spec.quota.cores", id="over-quota"
+        ),
+        pytest.param(job(cores=64), "ExceedsCluster", "spec.executor", id="bigger-than-the-pool"),
+        pytest.param(job(executors=1, cores=10), "ExceedsNode", "spec.executor", id="bigger-than-any-node"),
+        pytest.param(job(tenant_name="b", user="anyone"), None, None, id="open-tenant"),
     ],
 )
-def test_jobs_that_can_never_run_say_why(body: dict[str, Any], reason: str | None) -> None:
-    total = resources.capacity([node("16")])
-    assert admission.admissibility(admission.Job(body), TENANTS, total) == reason
+def test_jobs_that_can_never_run_say_why_naming_the_field(
+    body: dict[str, Any], reason: str | None, field: str | None
+) -> None:
+    nodes = [node("8"), node("8")]
+    total = resources.capacity(nodes)
+    sizes = [resources.capacity([n]) for n in nodes]
+    problem = admission.admissibility(admission.Job(body), TENANTS, total, sizes)
+    assert (problem and problem.reason) == reason
+    if problem is not None:
+        assert field is not None
+        assert field in problem.message
 
 
-def queued(name: str, tenant_name: str, arrival: str) -> dict[str, Any]:
+def test_a_job_that_cannot_run_is_degraded_not_admitted_and_not_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written: list[dict[str, Any]] = []
+
+    def patch(_api: str, _kind: str, _name: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
+        written.append(body["status"])
+        return {}
+
+    monkeypatch.setattr(k8s, "patch", patch)
+    gated = [
+        {"metadata": {"name": f"p{i}", "namespace": "ns", "labels": {spark_pods.JOB_LABEL: "pi"}}}
+        for i in range(3)
+    ]
+    snap = admission.Snapshot(
+        now=0.0, jobs=[admission.Job(job(user="eve"))], tenants=TENANTS, nodes=[], pods=gated
+    )
+    total = resources.capacity([node("8")])
+    admission.submit(snap, settings.AdmissionSettings(), estimator.Estimator(), total)
+    [status] = written
+    assert "submittedAt" not in status  # not queued: nothing for UWFQ to order
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Degraded"]["status"] == "True"
+    assert conds["Degraded"]["reason"] == "UserNotInTenant"
+    assert "spec.user" in conds["Degraded"]["message"]
+    assert (conds["Admitted"]["status"], conds["Admitted"]["reason"]) == ("False", "Inadmissible")
+    # Once the Tenant lets the user in, the next cycle queues it and the job is no longer degraded.
+    snap.tenants = {**TENANTS, "a": tenant.Tenant("a", 1.0, frozenset({"u", "eve"}), None, None)}
+    admission.submit(snap, settings.AdmissionSettings(), estimator.Estimator(), total)
+    conds = {c["type"]: c for c in written[-1]["conditions"]}
+    assert "submittedAt" in written[-1]
+    assert (conds["Degraded"]["status"], conds["Admitted"]["reason"]) == ("False", "Queued")
+
+
+def queued(
+    name: str, tenant_name: str, arrival: str, *, user: str = "u", cores: int = 1, gpus: int = 0
+) -> dict[str, Any]:
     return job(
         name,
         tenant_name=tenant_name,
-        user="u",
+        user=user,
+        cores=cores,
+        gpus=gpus,
         status={
             "phase": "Queued",
             "submittedAt": arrival,
@@ -203,3 +255,50 @@ def test_with_a_pool_only_pods_on_or_headed_for_its_nodes_use_its_capacity() -> 
     pods = [pod("a"), pod("b"), pod(None, pool), pod(None)]
     assert resources.used(pods, nodes=nodes, selector=pool).cpu == 2
     assert resources.used(pods, nodes=nodes, selector={}).cpu == 4
+
+
+EQUAL = {name: tenant.Tenant(name, 1.0, frozenset(), None, None) for name in ("a", "c", "d")}
+
+
+def test_a_job_that_does_not_fit_is_not_delayed_by_later_ones() -> None:
+    # "big" is first in UWFQ order (earliest, equal weights and sizes) and needs 8 GPUs; 4 are free.
+    bodies = [
+        queued("big", "a", "2026-01-01T00:00:00Z", gpus=4),
+        queued("gpu-small", "c", "2026-01-01T00:00:01Z", gpus=1),
+        queued("cpu-small", "d", "2026-01-01T00:00:02Z"),
+    ]
+    snap = snapshot(bodies, EQUAL)
+    queue, _ = admission.rebuild(snap, settings.AdmissionSettings())
+    assert [j.split("-", 1)[1] for j in queue.waiting()] == ["big", "gpu-small", "cpu-small"]
+    chosen = admission.decide(snap, queue, resources.Resources(cpu=100, memory=1e12, gpus=4))
+    # gpu-small would take a GPU the head waits for; cpu-small takes only what the head leaves.
+    assert [j.name for j in chosen] == ["cpu-small"]
+    # Cores are short too: cpu-small (3 cores) no longer fits beside the head's 3 reserved ones.
+    chosen = admission.decide(snap, queue, resources.Resources(cpu=5, memory=1e12, gpus=4))
+    assert chosen == []
+    # Once the head fits, it goes first and the rest follow while they fit.
+    chosen = admission.decide(snap, queue, resources.Resources(cpu=100, memory=1e12, gpus=10))
+    assert [j.name for j in chosen] == ["big", "gpu-small", "cpu-small"]
+
+
+def test_a_tenants_weight_is_split_among_its_active_users() -> None:
+    # Tenant a (weight 1): u1 submits three jobs, then u2 one. Per user inside the tenant, u2's job
+    # overtakes u1's backlog; were the tenant one flow, it would wait behind all three.
+    bodies = [
+        queued("u1-0", "a", "2026-01-01T00:00:00Z", user="u1"),
+        queued("u1-1", "a", "2026-01-01T00:00:01Z", user="u1"),
+        queued("u1-2", "a", "2026-01-01T00:00:02Z", user="u1"),
+        queued("u2-0", "a", "2026-01-01T00:00:03Z", user="u2"),
+        queued("v-0", "c", "2026-01-01T00:00:03Z", user="v"),
+    ]
+    snap = snapshot(bodies, EQUAL)
+    weights = admission.flow_weights(snap.jobs, snap.tenants)
+    assert weights == {"a/u1": 0.5, "a/u2": 0.5, "c/v": 1.0}
+    queue, _ = admission.rebuild(snap, settings.AdmissionSettings())
+    order = [j.split("-", 1)[1] for j in queue.waiting()]
+    assert order.index("u2-0") < order.index("u1-1"), order
+    # A user whose jobs have all finished no longer takes a part of the tenant's weight.
+    done = queued("u3-0", "a", "2026-01-01T00:00:00Z", user="u3")
+    done["status"]["phase"] = "Succeeded"
+    weights = admission.flow_weights([*snap.jobs, admission.Job(done)], snap.tenants)
+    assert weights[admission.flow("a", "u1")] == 0.5
