@@ -21,6 +21,12 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "fairpack-operator"}
 
 SERVE, PREFILL, DECODE = "serve", "prefill", "decode"
 CONTAINER = "server"
+SLO_ANNOTATIONS = {"ttftMs": f"{labels.DOMAIN}/slo-ttft-ms", "tpotMs": f"{labels.DOMAIN}/slo-tpot-ms"}
+"""Pod annotations carrying spec.slo, for whatever routes or observes requests (a gateway, a
+dashboard): the targets travel with the pods."""
+SLO_ENV = {"ttftMs": "FAIRPACK_SLO_TTFT_MS", "tpotMs": "FAIRPACK_SLO_TPOT_MS"}
+"""Environment variables carrying spec.slo into the serving container, for an engine or a wrapper
+script that tunes itself to them (e.g. vLLM's batch size or chunked-prefill budget)."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,16 @@ class Role:
 
     @property
     def replicas(self) -> int:
-        return int(self.spec.get("replicas", 1))
+        """spec.replicas; unset, the autoscaler's minimum (it then writes the field), else 1."""
+        return desired_replicas(self.spec)
+
+
+def desired_replicas(spec: Mapping[str, Any]) -> int:
+    """The replicas a role's spec part asks for (see ``Role.replicas``)."""
+    if "replicas" in spec:
+        return int(spec["replicas"])
+    scaling = spec.get("autoscaling")
+    return int(scaling["minReplicas"]) if scaling else 1
 
 
 def roles(spec: Mapping[str, Any]) -> list[Role]:
@@ -98,7 +113,10 @@ def pod_template(body: Mapping[str, Any], role: Role) -> dict[str, Any]:
     if tensor_parallel > 1:
         args += ["--tensor-parallel-size", str(tensor_parallel)]
     args += list(model.get("args", []))
-    annotations = {}
+    slo = spec.get("slo") or {}
+    annotations = {SLO_ANNOTATIONS[key]: str(slo[key]) for key in SLO_ANNOTATIONS if key in slo}
+    env = [{"name": "FAIRPACK_ROLE", "value": role.name}]
+    env += [{"name": SLO_ENV[key], "value": str(slo[key])} for key in SLO_ENV if key in slo]
     if tensor_parallel > 1:
         # All of a replica's GPUs in one NVLink island: the extender reads this.
         annotations[labels.REQUIRE_NVLINK_ANNOTATION] = "true"
@@ -109,7 +127,7 @@ def pod_template(body: Mapping[str, Any], role: Role) -> dict[str, Any]:
                 "name": CONTAINER,
                 "image": model["image"],
                 "args": args,
-                "env": [{"name": "FAIRPACK_ROLE", "value": role.name}],
+                "env": env,
                 "ports": [{"name": "http", "containerPort": int(model.get("port", 8000))}],
                 "resources": {"requests": amounts, "limits": amounts},
             }

@@ -14,11 +14,13 @@ from fairpack.operator.conditions import Condition
 
 
 def role_status(deployment: Mapping[str, Any] | None, desired: int) -> dict[str, Any]:
-    """A role's replica counts as its Deployment reports them."""
+    """A role's replica counts: the desired ones from the spec, the others as its Deployment
+    reports them (``replicas``: the pods it has now, which the scale subresource shows)."""
     status = (deployment or {}).get("status") or {}
     return {
         "deployment": (deployment or {}).get("metadata", {}).get("name", ""),
-        "replicas": desired,
+        "desiredReplicas": desired,
+        "replicas": int(status.get("replicas") or 0),
         "readyReplicas": int(status.get("readyReplicas") or 0),
         "updatedReplicas": int(status.get("updatedReplicas") or 0),
     }
@@ -40,33 +42,38 @@ def compute(
     *,
     name: str,
     error: str | None = None,
+    unfit: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[Condition]]:
     """Status fields (without conditions) and the conditions, from the role Deployments.
 
     ``error`` is why the operator could not realise the spec (the API refused an object): the
-    service is then Degraded with that reason and nothing else is claimed.
+    service is then Degraded with that reason and nothing else is claimed. ``unfit`` says, per
+    role, why no node could ever hold one of its replicas (``llm_fit``): Degraded, NoNodeFits.
     """
     roles = llm_objects.roles(spec)
     main = llm_objects.main_role(spec)
     per_role = {r.name: role_status(deployments.get(r.name), r.replicas) for r in roles}
     missing = [r.name for r in roles if deployments.get(r.name) is None]
     not_ready = [
-        f"{r}: {s['readyReplicas']}/{s['replicas']} ready"
+        f"{r}: {s['readyReplicas']}/{s['desiredReplicas']} ready"
         for r, s in per_role.items()
-        if s["readyReplicas"] < s["replicas"]
+        if s["readyReplicas"] < s["desiredReplicas"]
     ]
-    rolling = [r for r, s in per_role.items() if s["updatedReplicas"] < s["replicas"]]
+    rolling = [r for r, s in per_role.items() if s["updatedReplicas"] < s["desiredReplicas"]]
     failures = [
         f"{r}: {f}" for r, d in deployments.items() if d is not None and (f := _deployment_failure(d))
     ]
     fields = {
         "replicas": per_role[main]["replicas"],
+        "desiredReplicas": per_role[main]["desiredReplicas"],
         "readyReplicas": per_role[main]["readyReplicas"],
         "selector": llm_objects.selector_string(name, main),
         "roles": per_role,
     }
     if error is not None:
         degraded = Condition("Degraded", True, "CannotRealise", error)
+    elif unfit:
+        degraded = Condition("Degraded", True, "NoNodeFits", "; ".join(f"{r}: {m}" for r, m in unfit.items()))
     elif failures:
         degraded = Condition("Degraded", True, "DeploymentFailing", "; ".join(failures))
     else:
@@ -93,9 +100,10 @@ def status_patch(
     old_conditions: Sequence[Mapping[str, Any]] | None,
     now: str,
     error: str | None = None,
+    unfit: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The full status patch, conditions merged with their previous transition times."""
-    fields, conds = compute(spec, deployments, name=name, error=error)
+    fields, conds = compute(spec, deployments, name=name, error=error, unfit=unfit)
     fields["conditions"] = conditions.merge(old_conditions, conds, now=now, generation=generation)
     fields["observedGeneration"] = generation
     return fields

@@ -1,22 +1,26 @@
 """kopf handlers of LLMService: keep the role Deployments, Service and PDB in place, report status,
 and autoscale the main role.
 
-The objects come from ``llm_objects`` (pure), the status from ``llm_status`` (pure), the scaling
-decision from ``autoscale`` (pure, with a pluggable metric source); this module only wires them
-to the API.
+The objects come from ``llm_objects`` (pure), the status from ``llm_status`` (pure), whether any
+node could ever hold a replica from ``llm_fit`` (pure), the scaling decision from ``autoscale``
+(pure, with a pluggable metric source); this module only wires them to the API.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from fairpack.operator import autoscale, k8s, llm_objects, llm_status, metrics
+from fairpack.operator import autoscale, conditions, k8s, llm_fit, llm_objects, llm_status, metrics
 from fairpack.operator.settings import LLMServiceSettings
+from fairpack.solver import kube, model
+
+logger = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "fairpack.io", "v1alpha1", "llmservices"
 
@@ -39,6 +43,32 @@ def apply_objects(body: Mapping[str, Any]) -> list[str]:
             k8s.delete("apps/v1", "Deployment", found["metadata"]["name"], namespace)
             removed.append(found["metadata"]["name"])
     return removed
+
+
+class NodeCache:
+    """The cluster's nodes as ``solver.kube`` builds them, listed at most once per ``ttl_s`` (every
+    service's timer asks; node shapes change rarely). Nodes that cannot be read are left out."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._nodes: list[model.Node] = []
+        self._at = -float("inf")
+
+    def get(self) -> list[model.Node]:
+        if time.monotonic() - self._at >= self.ttl_s:
+            nodes = []
+            for obj in k8s.list_objects("v1", "Node"):
+                try:
+                    nodes.append(kube.node_from_dict(obj))
+                except kube.InvalidObjectError as exc:
+                    logger.warning("node left out of the fit check: %s", exc)
+            self._nodes, self._at = nodes, time.monotonic()
+        return self._nodes
+
+
+def unfit_roles(spec: Mapping[str, Any], nodes: list[model.Node]) -> dict[str, str]:
+    """Per role, why no node could ever hold one of its replicas (roles that fit are left out)."""
+    return {r.name: reason for r in llm_objects.roles(spec) if (reason := llm_fit.unfit(r, nodes))}
 
 
 def role_deployments(body: Mapping[str, Any]) -> dict[str, dict[str, Any] | None]:
@@ -68,7 +98,7 @@ def write(
         )
 
 
-def reconcile(body: kopf.Body, *, announce: bool) -> None:
+def reconcile(body: kopf.Body, *, announce: bool, nodes: NodeCache) -> None:
     """Make the cluster match the spec and write the status; ``announce`` posts an event."""
     error = None
     try:
@@ -84,6 +114,10 @@ def reconcile(body: kopf.Body, *, announce: bool) -> None:
             kopf.info(body, reason="Applied", message=f"Deployments ({roles}), Service and PDB applied")
         for name in removed:
             kopf.info(body, reason="RoleRemoved", message=f"deleted Deployment {name}")
+    unfit = unfit_roles(body["spec"], nodes.get())
+    before = conditions.find((body.get("status") or {}).get("conditions"), "Degraded") or {}
+    if unfit and (announce or before.get("reason") != "NoNodeFits"):  # one event, not one per refresh
+        kopf.warn(body, reason="NoNodeFits", message="; ".join(f"{r}: {m}" for r, m in unfit.items()))
     write(
         body,
         status=llm_status.status_patch(
@@ -94,6 +128,7 @@ def reconcile(body: kopf.Body, *, announce: bool) -> None:
             old_conditions=(body.get("status") or {}).get("conditions"),
             now=now_rfc3339(),
             error=error,
+            unfit=unfit,
         ),
     )
 
@@ -126,9 +161,13 @@ def autoscale_step(
         )
         is not None
     ]
-    current = int(spec.get("replicas", 1))
+    current = llm_objects.desired_replicas(spec)
     decision = recommender.decide(now=time.monotonic(), current=current, values=values, autoscaling=scaling)
     if decision.desired == current:
+        if "replicas" not in spec:
+            # Autoscaling without spec.replicas starts at the minimum: write it down, so the
+            # scale subresource and `kubectl get` show the count the autoscaler works from.
+            write(body, spec={"replicas": current})
         return
     last = {
         "time": now_rfc3339(),
@@ -152,17 +191,25 @@ def register(registry: kopf.OperatorRegistry, settings: LLMServiceSettings) -> N
     """Register the LLMService handlers with their settings."""
     source = autoscale.ScrapeSource(settings.metrics_url_template, settings.metrics_timeout_s)
     recommenders: dict[str, autoscale.Recommender] = {}
+    nodes = NodeCache(settings.status_interval_s)
 
     @kopf.on.create(GROUP, VERSION, PLURAL, id="apply", backoff=5, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="apply", backoff=5, registry=registry)
     def on_change(body: kopf.Body, **_: Any) -> None:
-        reconcile(body, announce=True)
+        reconcile(body, announce=True, nodes=nodes)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="forget", optional=True, registry=registry)
+    def on_delete(body: kopf.Body, **_: Any) -> None:
+        # The garbage collector removes the owned objects; only the autoscaler's memory is ours.
+        recommenders.pop(body["metadata"]["uid"], None)
 
     @kopf.timer(GROUP, VERSION, PLURAL, id="refresh", interval=settings.status_interval_s, registry=registry)
     def on_timer(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         # Re-applying is idempotent (server-side apply) and repairs objects someone deleted.
-        reconcile(body, announce=False)
-        if "autoscaling" in body["spec"]:
+        reconcile(body, announce=False, nodes=nodes)
+        if "autoscaling" not in body["spec"]:
+            recommenders.pop(body["metadata"]["uid"], None)  # autoscaling was switched off
+        else:
             uid = body["metadata"]["uid"]
             recommender = recommenders.setdefault(uid, autoscale.Recommender())
             autoscale_step(body, source=memo.get("metric_source", source), recommender=recommender)

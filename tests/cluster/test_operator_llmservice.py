@@ -91,6 +91,7 @@ def test_llmservice_objects_appear_follow_the_spec_and_are_garbage_collected(
     status = (kube.get(FAIRPACK, "LLMService", "llm", ns) or {})["status"]
     assert status["roles"]["serve"] == {
         "deployment": "llm-serve",
+        "desiredReplicas": 2,
         "replicas": 2,
         "readyReplicas": 2,
         "updatedReplicas": 2,

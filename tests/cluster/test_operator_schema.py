@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
+import yaml
+from fairpack_dev import chart
 from fairpack_dev.operator_fixtures import FAIRPACK, Kube, kube, ns
 from kubernetes.dynamic import exceptions
 
@@ -41,8 +44,15 @@ def llm(**spec: Any) -> dict[str, Any]:
             "LLMService",
             llm(gpu={"migProfile": "big"}),
             "spec.gpu.migProfile",
-            "should match",
+            "Unsupported value",
             id="bad-mig-name",
+        ),
+        pytest.param(
+            "LLMService",
+            llm(gpu={"migProfile": "5g.33gb"}),
+            "spec.gpu.migProfile",
+            "Unsupported value",
+            id="unknown-mig-profile",
         ),
         pytest.param(
             "LLMService",
@@ -121,5 +131,31 @@ def test_defaults_are_filled_in_by_the_api_server(kube: Kube, ns: str) -> None:
         }
     )
     spec = created["spec"]
-    assert (spec["replicas"], spec["tensorParallel"], spec["model"]["port"]) == (1, 1, 8000)
+    # replicas has no default: unset, the operator runs 1 (or autoscaling.minReplicas).
+    assert "replicas" not in spec
+    assert (spec["tensorParallel"], spec["model"]["port"]) == (1, 8000)
     assert spec["resources"] == {"cpu": "4", "memory": "32Gi"}
+
+
+def test_an_autoscaled_service_may_leave_replicas_to_the_autoscaler(
+    kubeconfig: str, kube: Kube, ns: str
+) -> None:
+    # As a user would: kubectl apply of a service with only autoscaling bounds (minReplicas above 1).
+    body = {
+        "apiVersion": FAIRPACK,
+        "kind": "LLMService",
+        "metadata": {"name": "auto", "namespace": ns},
+        "spec": llm(autoscaling={"minReplicas": 2, "maxReplicas": 4, "target": 5}),
+    }
+    applied = subprocess.run(
+        [str(chart.kubectl_binary()), "--kubeconfig", kubeconfig, "apply", "-f", "-"],
+        input=yaml.safe_dump(body),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+    found = kube.get(FAIRPACK, "LLMService", "auto", ns)
+    assert found is not None
+    assert "replicas" not in found["spec"]
+    assert found["spec"]["autoscaling"]["minReplicas"] == 2

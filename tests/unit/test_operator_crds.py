@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from fairpack.solver import gpumodels
+
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = {p.name: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "manifests" / "crds").glob("*.yaml"))}
 FAIRPACK_CRDS = {name: crd for name, crd in CRDS.items() if crd["spec"]["group"] == "fairpack.io"}
@@ -47,6 +49,15 @@ def test_llmservice_scales_through_the_scale_subresource() -> None:
         "statusReplicasPath": ".status.replicas",
         "labelSelectorPath": ".status.selector",
     }
+
+
+def test_the_schema_knows_exactly_the_mig_profiles_fairpack_places() -> None:
+    # An unknown profile is rejected by the API server; the list must follow solver/gpumodels.
+    schema = FAIRPACK_CRDS["llmservice.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]["properties"]
+    for gpu in (spec["gpu"], spec["prefill"]["properties"]["gpu"]):
+        enum = gpu["properties"]["migProfile"]["enum"]
+        assert sorted(enum) == sorted({p.name for m in gpumodels.MODELS for p in m.mig_profiles})
 
 
 def test_tenant_is_cluster_scoped() -> None:

@@ -3,12 +3,13 @@ and the autoscaler's decisions."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from fairpack.operator import autoscale, conditions, llm_objects, llm_status
-from fairpack.solver import labels
+from fairpack.operator import autoscale, conditions, llm_fit, llm_objects, llm_status
+from fairpack.solver import kube, labels, model
 
 
 def service(**spec: Any) -> dict[str, Any]:
@@ -119,10 +120,12 @@ def test_conditions_follow_the_deployments(
 
 def test_status_reports_replicas_per_role_and_the_scale_selector() -> None:
     spec = service(prefill={"replicas": 1, "gpu": {"count": 1}})["spec"]
+    # The decode Deployment has surged to 3 pods during a rollout: the scale subresource reports
+    # what exists (status.replicas), not what the spec asks (desiredReplicas).
     fields, _ = llm_status.compute(
-        spec, {"prefill": deployment(1, 1), "decode": deployment(1, 2)}, name="llm"
+        spec, {"prefill": deployment(1, 1, replicas=1), "decode": deployment(1, 2, replicas=3)}, name="llm"
     )
-    assert fields["replicas"] == 2
+    assert (fields["replicas"], fields["desiredReplicas"]) == (3, 2)
     assert fields["readyReplicas"] == 1
     assert fields["roles"]["prefill"]["readyReplicas"] == 1
     assert fields["selector"] == "fairpack.io/llmservice=llm,fairpack.io/role=decode"
@@ -183,3 +186,111 @@ def test_scale_up_is_immediate_and_scale_down_waits_for_its_window() -> None:
 def test_no_metrics_means_no_change() -> None:
     decision = autoscale.Recommender().decide(now=0.0, current=3, values=[], autoscaling=SCALING)
     assert (decision.desired, decision.reason) == (3, "NoMetrics")
+
+
+def test_slo_targets_reach_the_pods_as_annotations_and_environment() -> None:
+    body = service(slo={"ttftMs": 200, "tpotMs": 40})
+    template = llm_objects.deployment(body, llm_objects.roles(body["spec"])[0])["spec"]["template"]
+    assert template["metadata"]["annotations"] == {
+        "fairpack.io/slo-ttft-ms": "200",
+        "fairpack.io/slo-tpot-ms": "40",
+    }
+    env = {e["name"]: e["value"] for e in template["spec"]["containers"][0]["env"]}
+    assert (env["FAIRPACK_SLO_TTFT_MS"], env["FAIRPACK_SLO_TPOT_MS"]) == ("200", "40")
+    plain = llm_objects.deployment(service(), llm_objects.roles(service()["spec"])[0])["spec"]["template"]
+    assert not any(e["name"].startswith("FAIRPACK_SLO") for e in plain["spec"]["containers"][0]["env"])
+
+
+def test_without_replicas_an_autoscaled_service_starts_at_its_minimum() -> None:
+    body = service(autoscaling={"minReplicas": 3, "maxReplicas": 6, "target": 1})
+    del body["spec"]["replicas"]
+    assert llm_objects.deployment(body, llm_objects.roles(body["spec"])[0])["spec"]["replicas"] == 3
+    del body["spec"]["autoscaling"]
+    assert llm_objects.deployment(body, llm_objects.roles(body["spec"])[0])["spec"]["replicas"] == 1
+
+
+def gpu_node(
+    name: str,
+    *,
+    product: str = "NVIDIA-H100-80GB-HBM3",
+    gpus: int = 8,
+    islands: list[list[int]] | None = None,
+    mig: dict[str, list[dict[str, Any]]] | None = None,
+) -> model.Node:
+    allocatable = {"cpu": "64", "memory": "512Gi", labels.GPU_RESOURCE: str(gpus - len(mig or {}))}
+    annotations = {}
+    if islands is not None:
+        annotations[labels.NVLINK_ISLANDS_ANNOTATION] = json.dumps(islands)
+    if mig:
+        annotations[labels.MIG_LAYOUT_ANNOTATION] = json.dumps(mig)
+        for instances in mig.values():
+            for i in instances:
+                key = labels.MIG_RESOURCE_PREFIX + i["profile"]
+                allocatable[key] = str(int(allocatable.get(key, "0")) + 1)
+    node_labels = {labels.GPU_PRODUCT_LABEL: product, labels.GPU_COUNT_LABEL: str(gpus)}
+    if mig:
+        node_labels[labels.MIG_STRATEGY_LABEL] = "mixed"
+    return kube.node_from_dict(
+        {
+            "metadata": {"name": name, "labels": node_labels, "annotations": annotations},
+            "status": {"allocatable": allocatable},
+        }
+    )
+
+
+NODES = [
+    gpu_node("h100", islands=[[0, 1, 2, 3], [4, 5, 6, 7]]),
+    gpu_node(
+        "a100-mig", product="NVIDIA-A100-SXM4-80GB", gpus=2, mig={"0": [{"profile": "3g.40gb", "start": 0}]}
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("role_spec", "says"),
+    [
+        pytest.param({"gpu": {"count": 8}}, None, id="fits"),
+        pytest.param({"gpu": {"count": 4}, "tensorParallel": 4}, None, id="fits-one-island"),
+        pytest.param({"gpu": {"migProfile": "3g.40gb"}}, None, id="fits-mig"),
+        pytest.param(
+            {"gpu": {"count": 1, "product": "NVIDIA-B200"}}, "spec.gpu.product", id="no-such-product"
+        ),
+        pytest.param(
+            {"gpu": {"count": 16}}, "spec.gpu.count 16: more GPUs than any node", id="too-many-gpus"
+        ),
+        pytest.param(
+            {"gpu": {"count": 2, "product": "NVIDIA-A100-SXM4-80GB"}},
+            "the most is 1",
+            id="too-many-of-product",
+        ),
+        pytest.param(
+            {"gpu": {"count": 8}, "tensorParallel": 8}, "spec.tensorParallel 8", id="island-too-small"
+        ),
+        pytest.param({"gpu": {"migProfile": "1g.10gb"}}, "spec.gpu.migProfile", id="profile-not-partitioned"),
+        pytest.param(
+            {"gpu": {"count": 1}, "resources": {"cpu": "128"}}, "spec.resources", id="too-many-cores"
+        ),
+    ],
+)
+def test_a_replica_no_node_could_ever_hold_is_named_with_its_field(
+    role_spec: dict[str, Any], says: str | None
+) -> None:
+    reason = llm_fit.unfit(llm_objects.Role(llm_objects.SERVE, role_spec), NODES)
+    if says is None:
+        assert reason is None
+    else:
+        assert reason is not None
+        assert says in reason
+
+
+def test_a_service_no_node_fits_is_degraded_naming_the_role() -> None:
+    spec = service(prefill={"replicas": 1, "gpu": {"count": 16}})["spec"]
+    _, conds = llm_status.compute(
+        spec,
+        {"prefill": deployment(0, 1), "decode": deployment(2, 2)},
+        name="llm",
+        unfit={"prefill": "spec.prefill.gpu.count 16: more GPUs than any node has"},
+    )
+    degraded = next(c for c in conds if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == (True, "NoNodeFits")
+    assert degraded.message.startswith("prefill: spec.prefill.gpu.count")
