@@ -106,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "window": window,
                         "class": outcome(cluster, plan),
                         "solve_s": plan.solve_s,
+                        # which stage a plan that is not OPTIMAL left unproven
+                        "stages": [[st.name, st.status, st.value, st.bound] for st in plan.stages],
                     }
                 )
         console.log(f"{cell} done, {time.monotonic() - started:.0f}s")
