@@ -1,6 +1,7 @@
-"""``fairpack status``: jobs by tenant, tenants' shares vs weights and GPU/MIG occupancy, from the
-cluster the kubeconfig names; once, or refreshed with --watch. The views are fairpack.cli.views,
-the same the demo shows."""
+"""``fairpack status``: jobs by tenant, tenants' shares vs weights and their waits, GPU/MIG
+occupancy and fragmentation, and the CP-SAT fallback's plans with their outcomes, from the cluster
+the kubeconfig names; once, or refreshed with --watch. The views are fairpack.cli.views, the same
+the demo shows."""
 
 from __future__ import annotations
 
@@ -18,10 +19,17 @@ from fairpack.cli import views
 def register(subparsers: Any) -> None:
     """Add the ``status`` sub-command."""
     parser = subparsers.add_parser(
-        "status", help="jobs by tenant, shares vs weights, GPU/MIG occupancy", description=__doc__
+        "status",
+        help="jobs by tenant, shares vs weights, waits, GPU/MIG occupancy and fragmentation, fallback plans",
+        description=__doc__,
     )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument(
+        "--namespace",
+        default=views.DEFAULT_NAMESPACE,
+        help="namespace of the operator, which records fallback plans there (default: %(default)s)",
+    )
     parser.add_argument("--watch", action="store_true", help="refresh until interrupted")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
     parser.add_argument("--columns", type=int, default=0, help="nodes per line of the grid (default: fit)")
@@ -41,20 +49,21 @@ def run(args: argparse.Namespace) -> int:
         return 1
     with api:
         if not args.watch:
-            return show_once(console, api, columns=columns)
+            return show_once(console, api, columns=columns, namespace=args.namespace)
         with Live(console=console, auto_refresh=False, screen=False) as live:
             try:
                 while True:
-                    live.update(views.status_view(views.collect(api), columns=columns), refresh=True)
+                    snapshot = views.collect(api, namespace=args.namespace)
+                    live.update(views.status_view(snapshot, columns=columns), refresh=True)
                     time.sleep(args.interval)
             except KeyboardInterrupt:
                 return 0
 
 
-def show_once(console: Console, api: Any, *, columns: int) -> int:
+def show_once(console: Console, api: Any, *, columns: int, namespace: str = views.DEFAULT_NAMESPACE) -> int:
     """Print one snapshot; an unreachable API is reported in one line."""
     try:
-        snapshot = views.collect(api)
+        snapshot = views.collect(api, namespace=namespace)
     except Exception as exc:  # the client raises urllib3 and ApiException alike; say which
         console.print(f"[red]cannot read the cluster:[/red] {type(exc).__name__}: {exc}")
         return 1

@@ -1,14 +1,18 @@
-"""What a person looks at: jobs by tenant, GPU/MIG occupancy per node, tenants' shares vs weights.
+"""What a person looks at: jobs by tenant, tenants' shares vs weights and their waits, GPU/MIG
+occupancy per node and its fragmentation, and the CP-SAT fallback's plans with their outcomes.
 
 One module shared by ``fairpack status`` and ``make demo``. ``collect`` reads a ``Snapshot`` of
 plain dicts (as ``kubectl get -o json`` prints objects) from the API; every other function is pure
-and builds rich renderables from a snapshot, so tests feed them hand-made objects.
+and builds rich renderables from a snapshot, so tests feed them hand-made objects. Fragmentation
+is counted as the extender counts it (its cluster view and :mod:`fairpack.solver.stranding`), so
+the terminal and the dashboard agree.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +26,18 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from fairpack.solver import labels
+from fairpack.extender import verbs
+from fairpack.extender import view as cv
+from fairpack.solver import labels, stranding
 
 Obj = dict[str, Any]
 GROUP, VERSION = labels.DOMAIN, "v1alpha1"
+PLANS_CONFIGMAP = "fairpack-fallback-plans"
+"""The ConfigMap the operator's fallback records its plans in (``operator.fallback.PLANS_CONFIGMAP``;
+a unit test keeps the two equal without the CLI importing the operator)."""
+DEFAULT_NAMESPACE = "fairpack-system"
+"""The operator's namespace, where that ConfigMap lives (``OperatorSettings.namespace``)."""
+PLANS_SHOWN = 6
 
 STATE_STYLE: Mapping[str, str] = {
     "Queued": "yellow",
@@ -36,6 +48,10 @@ STATE_STYLE: Mapping[str, str] = {
     "Ready": "green",
     "Progressing": "cyan",
     "Degraded": "red",
+    "executed": "green",
+    "dry_run": "cyan",
+    "no_gain": "bright_black",
+    "blocked": "red",
 }
 
 
@@ -48,13 +64,18 @@ class Snapshot:
     llmservices: list[Obj] = field(default_factory=list)
     nodes: list[Obj] = field(default_factory=list)
     pods: list[Obj] = field(default_factory=list)
+    plans: list[Obj] = field(default_factory=list)
+    """The fallback's recorded plans, newest first (see :func:`read_plans`)."""
+    plans_note: str = ""
+    """Why no plans could be read, when that is the case (no ConfigMap, forbidden)."""
     missing: list[str] = field(default_factory=list)
     """Resources the API does not serve (CRDs not installed), named for the person reading."""
     taken: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def collect(api: client.ApiClient) -> Snapshot:
-    """List tenants, jobs, services, GPU nodes and fairpack's pods through ``api``."""
+def collect(api: client.ApiClient, *, namespace: str = DEFAULT_NAMESPACE) -> Snapshot:
+    """List tenants, jobs, services, GPU nodes and fairpack's pods through ``api``, and read the
+    fallback's plans from its ConfigMap in ``namespace``."""
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     missing: list[str] = []
@@ -73,14 +94,46 @@ def collect(api: client.ApiClient) -> Snapshot:
     plain = api.sanitize_for_serialization  # client objects to dicts with the API's field names
     nodes = [plain(n) for n in core.list_node().items]  # type: ignore[no-untyped-call]
     pods = [plain(p) for p in core.list_pod_for_all_namespaces().items]  # type: ignore[no-untyped-call]
+    plans: list[Obj] = []
+    plans_note = ""
+    try:
+        config_map = core.read_namespaced_config_map(PLANS_CONFIGMAP, namespace)
+        plans = read_plans(config_map.data or {})
+    except client_exceptions.ApiException as exc:
+        if exc.status not in (403, 404):
+            raise
+        # Plans are one part of the picture: a person without access to them still sees the rest.
+        plans_note = (
+            f"no fallback plans recorded yet (no ConfigMap {namespace}/{PLANS_CONFIGMAP})"
+            if exc.status == 404
+            else f"fallback plans not readable: reading ConfigMap {namespace}/{PLANS_CONFIGMAP} is forbidden"
+        )
     return Snapshot(
         tenants=custom_objects("tenants"),
         sparkjobs=custom_objects("sparkjobs"),
         llmservices=custom_objects("llmservices"),
         nodes=[n for n in nodes if gpu_capacity(n)],
         pods=[p for p in pods if is_fairpack_pod(p)],
+        plans=plans,
+        plans_note=plans_note,
         missing=missing,
     )
+
+
+def read_plans(data: Mapping[str, str]) -> list[Obj]:
+    """The plans of the fallback's ConfigMap ``data``, newest first.
+
+    Each value is one plan as JSON (a list of plans is read too); values that are not are skipped,
+    so a record the operator writes in a newer layout does not break the view.
+    """
+    plans: list[Obj] = []
+    for name in sorted(data, reverse=True):
+        try:
+            value = json.loads(data[name])
+        except ValueError:
+            continue
+        plans.extend(p for p in (value if isinstance(value, list) else [value]) if isinstance(p, dict))
+    return sorted(plans, key=lambda p: (str(p.get("time", "")), p.get("time_ns", 0)), reverse=True)
 
 
 # --- Reading objects ---------------------------------------------------------------------
@@ -216,6 +269,7 @@ def occupancy_view(snapshot: Snapshot, *, columns: int = 4) -> Group:
         f"nodes ({partly} partly used)",
         style="bold",
     )
+    fragments, _ = fragmentation(snapshot)
     grid = Table(box=None, show_header=False, pad_edge=False)
     for _ in range(columns):
         grid.add_column(no_wrap=True)
@@ -224,7 +278,28 @@ def occupancy_view(snapshot: Snapshot, *, columns: int = 4) -> Group:
     legend = Text(
         "█ GPU in use  · GPU free  ▪ MIG instance in use  ▫ MIG instance free", style="bright_black"
     )
-    return Group(totals, grid, legend)
+    return Group(totals, fragmentation_line(fragments), grid, legend)
+
+
+def fragmentation(snapshot: Snapshot) -> tuple[stranding.Totals, float]:
+    """(free and stranded capacity, expected fragmented GPUs) of the snapshot's GPU nodes, counted
+    as the extender counts them (its cluster view over the same nodes and pods)."""
+    view = cv.ClusterView()
+    view.replace(snapshot.nodes, [p for p in snapshot.pods if is_live(p)])
+    return verbs.cluster_fragments(view)
+
+
+def fragmentation_line(totals: stranding.Totals) -> Text:
+    """Stranded whole GPUs, and per MIG profile the free slots it cannot use."""
+    line = Text(
+        f"Fragmentation: {totals.stranded} of {totals.whole_free} free whole GPUs stranded on partly used "
+        f"nodes; {totals.mig_free_slots} free MIG slots",
+        style="bold",
+    )
+    if totals.mig_unusable:
+        unusable = ", ".join(f"{p} {n}" for p, n in totals.mig_unusable.items())
+        line.append(f", unusable per profile: {unusable}", style="bold")
+    return line
 
 
 # --- Jobs and services -------------------------------------------------------------------
@@ -239,7 +314,14 @@ def age(stamp: str | None, now: datetime) -> str:
     """Time since an RFC 3339 ``stamp`` as 42s, 7m or 3h."""
     if not stamp:
         return "-"
-    seconds = int((now - parse_time(stamp)).total_seconds())
+    return duration((now - parse_time(stamp)).total_seconds())
+
+
+def duration(seconds: float | None) -> str:
+    """``seconds`` as 42s, 7m or 3h ("-" for None)."""
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
     for unit, size in (("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
@@ -342,6 +424,33 @@ class Share:
     """GPUs (whole GPUs plus MIG instances) its live pods hold, over all held."""
     queued: int
     running: int
+    median_wait_s: float | None = None
+    """Median seconds from submission to admission of its admitted SparkJobs (None: none yet)."""
+    oldest_queued_s: float | None = None
+    """Seconds its longest-waiting queued SparkJob has waited so far (None: nothing queued)."""
+
+
+def waits(snapshot: Snapshot) -> dict[str, tuple[float | None, float | None]]:
+    """Per tenant: (median wait of admitted SparkJobs, wait so far of its oldest queued one).
+
+    The same wait the operator's ``fairpack_operator_admission_wait_seconds`` observes, read from
+    the jobs' ``submittedAt`` and ``admittedAt``.
+    """
+    admitted: dict[str, list[float]] = defaultdict(list)
+    queued: dict[str, list[float]] = defaultdict(list)
+    for job in snapshot.sparkjobs:
+        status = job.get("status") or {}
+        if not status.get("submittedAt"):
+            continue
+        submitted = parse_time(status["submittedAt"])
+        if status.get("admittedAt"):
+            admitted[tenant_of(job)].append((parse_time(status["admittedAt"]) - submitted).total_seconds())
+        elif status.get("phase", "Queued") == "Queued":
+            queued[tenant_of(job)].append((snapshot.taken - submitted).total_seconds())
+    return {
+        t: (statistics.median(admitted[t]) if admitted[t] else None, max(queued[t]) if queued[t] else None)
+        for t in set(admitted) | set(queued)
+    }
 
 
 def shares(snapshot: Snapshot) -> list[Share]:
@@ -358,6 +467,7 @@ def shares(snapshot: Snapshot) -> list[Share]:
     active = {t for t in weights if held[t] or any(phases[t][phase] for phase in busy)}
     active_weight = sum(weights[t] for t in active) or 1.0
     total = sum(held.values()) or 1
+    waited = waits(snapshot)
     return [
         Share(
             tenant=name,
@@ -367,6 +477,8 @@ def shares(snapshot: Snapshot) -> list[Share]:
             gpu_share=held[name] / total,
             queued=phases[name]["Queued"],
             running=phases[name]["Admitted"] + phases[name]["Running"],
+            median_wait_s=waited.get(name, (None, None))[0],
+            oldest_queued_s=waited.get(name, (None, None))[1],
         )
         for name, weight in sorted(weights.items())
     ]
@@ -381,7 +493,8 @@ def bar(fraction: float, width: int = 12) -> str:
 def shares_table(snapshot: Snapshot) -> Table:
     """Tenants' GPU shares against their weights (weights count only tenants with work)."""
     table = Table(title="Tenants: GPU share vs weight share", box=box.SIMPLE_HEAD)
-    for column in ("Tenant", "Weight", "Weight share", "GPU share", "GPUs", "Queued", "Running"):
+    columns = ("Tenant", "Weight", "Weight share", "GPU share", "GPUs", "Queued", "Running", "Wait p50")
+    for column in (*columns, "Oldest queued"):
         table.add_column(column, no_wrap=True, min_width=len(column))
     for s in shares(snapshot):
         style = "red" if s.gpu_share > s.weight_share + 0.25 else ""
@@ -393,8 +506,67 @@ def shares_table(snapshot: Snapshot) -> Table:
             str(s.gpus),
             str(s.queued),
             str(s.running),
+            duration(s.median_wait_s),
+            duration(s.oldest_queued_s),
         )
     return table
+
+
+# --- CP-SAT fallback ---------------------------------------------------------------------
+
+
+def plans_view(snapshot: Snapshot, *, shown: int = PLANS_SHOWN) -> Group:
+    """The fallback's plans: outcomes of those kept, then the newest ``shown`` in a table."""
+    if not snapshot.plans:
+        return Group(Text(f"Fallback plans: {snapshot.plans_note or 'none recorded'}", style="bold"))
+    outcomes = Counter(str(p.get("outcome", "?")) for p in snapshot.plans)
+    summary = Text(
+        f"Fallback plans: {len(snapshot.plans)} kept, "
+        + ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())),
+        style="bold",
+    )
+    table = Table(title=f"Newest fallback plans ({min(shown, len(snapshot.plans))})", box=box.SIMPLE_HEAD)
+    for column in (
+        "When",
+        "Outcome",
+        "High-priority placed",
+        "Pending",
+        "Pins",
+        "Evictions",
+        "Solve",
+        "Note",
+    ):
+        table.add_column(column, no_wrap=column not in ("Pending", "Note"))
+    for plan in snapshot.plans[:shown]:
+        placed = plan.get("high_priority_placed") or {}
+        outcome = str(plan.get("outcome", "?"))
+        table.add_row(
+            age(plan.get("time"), snapshot.taken) + " ago" if plan.get("time") else "-",
+            Text(outcome, style=STATE_STYLE.get(outcome, "")),
+            f"{placed.get('before', '?')} -> {placed.get('after', '?')}",
+            names(plan, "pending"),
+            str(count(plan, "pins")),
+            str(count(plan, "evictions")),
+            f"{plan['solve_s']:.2f}s" if isinstance(plan.get("solve_s"), int | float) else "-",
+            str(plan.get("refusal") or ""),
+        )
+    return Group(summary, table)
+
+
+def count(plan: Mapping[str, Any], what: str) -> int:
+    """How many ``what`` (pending, pins, evictions) the plan has: its ``<what>_count`` when the
+    record caps its lists, else the list's length."""
+    if isinstance(plan.get(f"{what}_count"), int):
+        return int(plan[f"{what}_count"])
+    return len(plan.get(what) or ())
+
+
+def names(plan: Mapping[str, Any], what: str, *, shown: int = 2) -> str:
+    """The count of ``what`` and its first ``shown`` names."""
+    listed = [str(n) for n in plan.get(what) or ()]
+    total = count(plan, what)
+    more = f" +{total - shown}" if total > shown else ""
+    return f"{total}: {', '.join(listed[:shown])}{more}" if listed else str(total)
 
 
 # --- Whole views -------------------------------------------------------------------------
@@ -417,7 +589,8 @@ def grid_columns(width: int) -> int:
 
 
 def status_view(snapshot: Snapshot, *, columns: int = 4) -> Group:
-    """The whole picture: jobs by tenant, shares vs weights, occupancy per node."""
+    """The whole picture: jobs by tenant, shares vs weights and waits, occupancy per node with its
+    fragmentation, and the fallback's plans."""
     stamp = Text(f"fairpack status at {snapshot.taken:%H:%M:%S} UTC", style="bold")
     return Group(
         stamp,
@@ -425,6 +598,7 @@ def status_view(snapshot: Snapshot, *, columns: int = 4) -> Group:
         jobs_table(snapshot),
         shares_table(snapshot),
         occupancy_view(snapshot, columns=columns),
+        plans_view(snapshot),
     )
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fairpack_dev import inventory
 from rich.console import Console
 
 from fairpack.cli import views
@@ -165,3 +166,119 @@ def test_an_admitted_job_shows_how_long_it_waited() -> None:
     console = Console(width=200, record=True, color_system=None)
     console.print(views.jobs_table(views.Snapshot(sparkjobs=[job], taken=NOW)))
     assert "2m" in console.export_text()
+
+
+# --- Fragmentation, waits and fallback plans ---------------------------------------------
+
+
+def bound(name: str, node_name: str, annotation: tuple[str, str], limits: dict[str, str]) -> dict[str, Any]:
+    """A running pod with the device annotation the extender's bind writes."""
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"uid-{name}",
+            "annotations": dict([annotation]),
+        },
+        "spec": {
+            "schedulerName": labels.SCHEDULER_NAME,
+            "nodeName": node_name,
+            "containers": [{"name": "c", "resources": {"limits": limits, "requests": limits}}],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+def test_fragmentation_counts_stranded_gpus_and_mig_slots_a_profile_cannot_use() -> None:
+    small = inventory.load(inventory.SMALL)
+    snapshot = views.Snapshot(
+        nodes=[small.pool("a100-40").node("a100"), small.pool("a100-80-mig").node("mig")],
+        pods=[
+            bound("p", "a100", (labels.GPU_INDICES_ANNOTATION, "0,1"), {labels.GPU_RESOURCE: "2"}),
+            bound(
+                "m",
+                "mig",
+                (labels.MIG_INSTANCE_ANNOTATION, "0:4g.40gb@0"),
+                {f"{labels.MIG_RESOURCE_PREFIX}4g.40gb": "1"},
+            ),
+        ],
+        taken=NOW,
+    )
+    console = Console(width=300, record=True, color_system=None)
+    console.print(views.occupancy_view(snapshot))
+    out = console.export_text()
+    # The A100's 6 free GPUs are stranded beside the held two; the MIG node's 5 whole-mode GPUs are not.
+    assert "Fragmentation: 6 of 11 free whole GPUs stranded on partly used nodes; 19 free MIG slots" in out
+    assert "unusable per profile: 1g.10gb 12, 2g.20gb 15, 3g.40gb 11, 4g.40gb 19" in out
+
+
+def test_tenant_waits_are_the_median_of_admitted_jobs_and_the_oldest_queued_so_far() -> None:
+    jobs = [sparkjob(f"a{i}", "t", "Running") for i in range(3)] + [sparkjob("q", "t", "Queued", 0)]
+    for job, admitted in zip(jobs, ("11:55:30", "11:56:00", "11:59:00"), strict=False):
+        job["status"]["admittedAt"] = f"2026-01-01T{admitted}Z"
+    snapshot = views.Snapshot(tenants=[tenant("t", 1)], sparkjobs=jobs, taken=NOW)
+    share = views.shares(snapshot)[0]
+    assert (share.median_wait_s, share.oldest_queued_s) == (60.0, 300.0)
+    console = Console(width=200, record=True, color_system=None)
+    console.print(views.shares_table(snapshot))
+    row = next(line for line in console.export_text().splitlines() if line.strip().startswith("t "))
+    assert row.split()[-2:] == ["1m", "5m"]
+
+
+def plan(time: str, outcome: str, **more: Any) -> dict[str, Any]:
+    return {
+        "time": time,
+        "time_ns": 0,
+        "outcome": outcome,
+        "high_priority_placed": {"before": 1, "after": 3},
+        "pending": ["ns/hi-1", "ns/hi-2"],
+        "pins": {"ns/hi-1": "n1", "ns/hi-2": "n2"},
+        "evictions": ["ns/lo-1"],
+        "solve_s": 0.25,
+        **more,
+    }
+
+
+def test_plans_are_read_newest_first_and_unreadable_records_are_skipped() -> None:
+    data = {
+        "plan-1": json.dumps(plan("2026-01-01T11:50:00Z", "no_gain")),
+        "plan-3": json.dumps([plan("2026-01-01T11:58:00Z", "executed")]),
+        "plan-2": json.dumps(plan("2026-01-01T11:55:00Z", "blocked")),
+        "plan-4": "{not json",
+        "plan-5": json.dumps("a string"),
+    }
+    assert [p["outcome"] for p in views.read_plans(data)] == ["executed", "blocked", "no_gain"]
+
+
+def test_plans_view_shows_outcomes_and_whole_counts_of_capped_lists() -> None:
+    capped = plan(
+        "2026-01-01T11:58:00Z",
+        "blocked",
+        pending_count=5,
+        evictions_count=40,
+        refusal="ns/lo-1: Cannot evict pod as it would violate the pod's disruption budget.",
+    )
+    snapshot = views.Snapshot(plans=[capped, plan("2026-01-01T11:50:00Z", "executed")], taken=NOW)
+    console = Console(width=250, record=True, color_system=None)
+    console.print(views.status_view(snapshot))
+    out = console.export_text()
+    assert "Fallback plans: 2 kept, 1 blocked, 1 executed" in out
+    row = next(line for line in out.splitlines() if "blocked" in line and "ago" in line)
+    assert row.split()[:9] == ["2m", "ago", "blocked", "1", "->", "3", "5:", "ns/hi-1,", "ns/hi-2"]
+    assert "+3" in row
+    assert " 40 " in row
+    assert "disruption budget" in row
+
+
+def test_without_plans_the_view_says_why() -> None:
+    console = Console(width=200, record=True, color_system=None)
+    note = "no fallback plans recorded yet (no ConfigMap fairpack-system/fairpack-fallback-plans)"
+    console.print(views.plans_view(views.Snapshot(plans_note=note, taken=NOW)))
+    assert f"Fallback plans: {note}" in console.export_text()
+
+
+def test_the_plans_config_map_is_the_one_the_operator_writes() -> None:
+    from fairpack.operator import fallback, settings
+
+    assert views.PLANS_CONFIGMAP == fallback.PLANS_CONFIGMAP
+    assert settings.OperatorSettings().namespace == views.DEFAULT_NAMESPACE
