@@ -221,7 +221,10 @@ def create_app(settings: settings_.Settings, *, view: cv.ClusterView | None = No
 
     @app.get(f"{prefix}/metrics")
     async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # In a worker thread: the fragmentation gauges may derive nodes changed since the last
+        # scrape, and the verbs, which run on the event loop, must not wait for that.
+        body = await run_in_threadpool(generate_latest, metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -28,7 +28,7 @@ MAX_SCORE: Final = 10
 MAX_VICTIM_SUBSETS: Final = 4096
 """Victim sets tried per node before falling back to the cheapest prefix (keeps preempt bounded)."""
 WHOLE_SHAPES: Final = (1, 2, 4, 8)
-FRAGMENTS_CHUNK: Final = 32
+FRAGMENTS_CHUNK: Final = 8
 """Nodes whose fragments a metrics scrape reads per hold of the view's lock."""
 
 WORKLOAD: Final = fragmentation.Workload(
