@@ -7,8 +7,11 @@
 or a built-in generator: ``synthetic:two-large-two-small``, ``synthetic:power-users``,
 ``synthetic:four-large``, ``synthetic:four-super-small``, ``synthetic:google-like`` (``--seed``
 picks the generator's random stream). ``--partition`` re-cuts every job into tasks of at most
-that many seconds (runtime partitioning) before every policy runs. ``--output json`` prints only
-the JSON document on stdout (progress goes to stderr).
+that many seconds (runtime partitioning, from each job's true runtime, no cap on the task count)
+before every policy runs. ``--output json`` prints only the JSON document on stdout (progress
+goes to stderr). A workload that cannot be simulated (a zero or negative capacity, weight,
+tasks, task_s or demand, a negative arrival, a repeated job id) exits with status 2 and a
+message naming the job and field.
 """
 
 from __future__ import annotations
@@ -73,16 +76,24 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         workload = load_workload(args.workload, seed=args.seed)
-    except (OSError, ValueError, KeyError) as exc:
-        err.print(f"[red]cannot read workload {args.workload}: {exc}")
+    except (OSError, ValueError) as exc:
+        # markup off: the message quotes the user's file, which may hold brackets.
+        err.print(f"cannot read workload {args.workload}: {exc}", style="red", highlight=False, markup=False)
         return 2
     if args.partition is not None:
+        if not args.partition > 0:
+            err.print(
+                f"--partition is {args.partition:g}; give the longest task wanted in seconds (> 0, e.g. 0.5)",
+                style="red",
+            )
+            return 2
         workload = simulator.partitioned(workload, target_task_s=args.partition)
     results = simulate(workload, names, console=err)
     if args.output == "json":
         sys.stdout.write(json.dumps(as_json(results), indent=2) + "\n")
     else:
         Console().print(table(results, title=f"{args.workload} ({len(workload.jobs)} jobs)"))
+        Console().print(user_table(results, title="per user"))
     if args.plot is not None:
         plot(results, args.plot, title=args.workload)
         err.print(f"plot written to {args.plot}")
@@ -127,6 +138,25 @@ def table(results: Mapping[str, metrics.Figures], *, title: str) -> Table:
                 f"{c.mean_slowdown:.2f}",
                 *fairness,
                 end_section=i == len(figures.classes) - 1,
+            )
+    return out
+
+
+def user_table(results: Mapping[str, metrics.Figures], *, title: str) -> Table:
+    """One row per policy and user: response, worst-10% response, slowdown and share."""
+    out = Table(title=title)
+    for column in ("policy", "user", "mean resp (s)", "p90 resp (s)", "slowdown", "share"):
+        out.add_column(column, justify="left" if column in ("policy", "user") else "right")
+    for name, figures in results.items():
+        for i, (user, u) in enumerate(figures.users.items()):
+            out.add_row(
+                name if i == 0 else "",
+                user,
+                f"{u.mean_response_s:.2f}",
+                f"{u.p90_response_s:.2f}",
+                f"{u.mean_slowdown:.2f}",
+                f"{u.share:.3f}",
+                end_section=i == len(figures.users) - 1,
             )
     return out
 

@@ -6,10 +6,13 @@ File format (JSON or YAML)::
      "jobs": [{"id": "j1", "user": "alice", "class": "small", "arrival_s": 0.0,
                "tasks": 40, "task_s": 0.5, "estimate_s": 20.0}]}
 
-A job is ``tasks`` independent tasks of ``task_s`` seconds on one unit of capacity each;
-``estimate_s`` (optional) is the size a scheduler is told, in unit x seconds (without it the
-scheduler is told the true size, the paper's oracle estimator); ``name`` (optional, default the
-class) is what the estimator learns sizes by.
+A job is ``tasks`` independent tasks of ``task_s`` seconds on ``demand`` units of capacity each
+(optional, default 1); ``estimate_s`` (optional) is the size a scheduler is told, in unit x
+seconds (without it the scheduler is told the true size, the paper's oracle estimator); ``name``
+(optional, default the class) is what the estimator learns sizes by. ``from_dict`` rejects what
+would make a run meaningless (a zero or negative capacity, weight, ``tasks``, ``task_s``,
+``demand`` or ``estimate_s``, a negative arrival, a demand above the capacity, a repeated job id)
+with a ``WorkloadError`` naming the job and field.
 
 Generators reproduce the shapes of the paper's synthetic workloads (its benchmark tool's
 configurations: Loop1000 / Loop100 / Loop20 user-defined functions over the same partitioned
@@ -25,7 +28,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -42,11 +45,13 @@ class SimJob:
     task_s: float
     estimate_s: float | None = None
     name: str = ""
+    demand: int = 1
+    """Units of capacity each task occupies while it runs."""
 
     @property
     def work_s(self) -> float:
         """True size in unit x seconds."""
-        return self.tasks * self.task_s
+        return self.tasks * self.task_s * self.demand
 
 
 @dataclass(frozen=True)
@@ -59,27 +64,90 @@ class Workload:
     jobs: tuple[SimJob, ...] = field(default_factory=tuple)
 
 
+class WorkloadError(ValueError):
+    """A workload file that cannot be simulated; the message names the field and the fix."""
+
+
 def from_dict(data: Mapping[str, Any]) -> Workload:
-    """Parse the file format (see the module docstring)."""
-    jobs = tuple(
-        SimJob(
-            id=str(j["id"]),
-            user=str(j["user"]),
-            job_class=str(j.get("class", "default")),
-            arrival_s=float(j["arrival_s"]),
-            tasks=int(j["tasks"]),
-            task_s=float(j["task_s"]),
-            estimate_s=None if j.get("estimate_s") is None else float(j["estimate_s"]),
-            name=str(j.get("name", "")),
-        )
-        for j in data["jobs"]
-    )
-    users = {
-        str(name): float((spec or {}).get("weight", 1.0)) for name, spec in data.get("users", {}).items()
-    }
-    for job in jobs:
+    """Parse and check the file format (see the module docstring); raises ``WorkloadError``."""
+    if not isinstance(data, Mapping):
+        raise WorkloadError("a workload is a mapping with 'capacity', 'users' and 'jobs'")
+    capacity = _number(data, "capacity", where="workload", kind=int)
+    if capacity <= 0:
+        raise WorkloadError(f"workload: 'capacity' is {capacity}; it must be a positive number of units")
+    users: dict[str, float] = {}
+    for name, spec in (data.get("users") or {}).items():
+        if spec is not None and not isinstance(spec, Mapping):
+            raise WorkloadError(f'user {name!r}: write {{"weight": {spec!r}}}, not a bare value')
+        weight = _number(spec or {}, "weight", where=f"user {name!r}", kind=float, default=1.0)
+        if weight <= 0:
+            raise WorkloadError(
+                f"user {name!r}: 'weight' is {weight:g}; it must be positive (1 is an equal share)"
+            )
+        users[str(name)] = weight
+    jobs: list[SimJob] = []
+    seen: set[str] = set()
+    for index, item in enumerate(data.get("jobs") or ()):
+        job = _job_from_dict(item, index=index, capacity=capacity)
+        if job.id in seen:
+            raise WorkloadError(f"job {job.id!r}: 'id' is used twice; give every job its own id")
+        seen.add(job.id)
         users.setdefault(job.user, 1.0)
-    return Workload(capacity=int(data["capacity"]), users=users, jobs=jobs)
+        jobs.append(job)
+    return Workload(capacity=capacity, users=users, jobs=tuple(jobs))
+
+
+def _job_from_dict(item: Any, *, index: int, capacity: int) -> SimJob:
+    if not isinstance(item, Mapping) or "id" not in item or "user" not in item:
+        raise WorkloadError(f"jobs[{index}]: a job is a mapping with at least 'id' and 'user'")
+    where = f"job {str(item['id'])!r}"
+    estimate = _number(item, "estimate_s", where=where, kind=float, default=None)
+    job = SimJob(
+        id=str(item["id"]),
+        user=str(item["user"]),
+        job_class=str(item.get("class", "default")),
+        arrival_s=_number(item, "arrival_s", where=where, kind=float),
+        tasks=_number(item, "tasks", where=where, kind=int),
+        task_s=_number(item, "task_s", where=where, kind=float),
+        estimate_s=estimate,
+        name=str(item.get("name", "")),
+        demand=_number(item, "demand", where=where, kind=int, default=1),
+    )
+    # Each check names the fix: these values would divide by zero, never finish, or silently vanish.
+    if job.arrival_s < 0:
+        raise WorkloadError(f"{where}: 'arrival_s' is {job.arrival_s:g}; arrivals count from 0, use >= 0")
+    for field_name, value in (("tasks", job.tasks), ("task_s", job.task_s), ("demand", job.demand)):
+        if value <= 0:
+            raise WorkloadError(f"{where}: {field_name!r} is {value:g}; it must be positive")
+    if job.demand > capacity:
+        raise WorkloadError(
+            f"{where}: 'demand' is {job.demand} but the capacity is {capacity}; a task must fit the cluster"
+        )
+    if job.estimate_s is not None and job.estimate_s <= 0:
+        raise WorkloadError(
+            f"{where}: 'estimate_s' is {job.estimate_s:g}; give a positive size or leave it out"
+        )
+    return job
+
+
+_Kind = TypeVar("_Kind", int, float)
+_MISSING: Any = object()
+
+
+def _number(
+    data: Mapping[str, Any], key: str, *, where: str, kind: type[_Kind], default: Any = _MISSING
+) -> Any:
+    """``data[key]`` as ``kind``; a missing key without a default, or a non-number, is a WorkloadError."""
+    if key not in data or data[key] is None:
+        if default is _MISSING:
+            raise WorkloadError(f"{where}: {key!r} is missing")
+        return default
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WorkloadError(f"{where}: {key!r} is {value!r}; it must be a number")
+    if kind is int and value != int(value):
+        raise WorkloadError(f"{where}: {key!r} is {value!r}; it must be a whole number")
+    return kind(value)
 
 
 def to_dict(workload: Workload) -> dict[str, Any]:
@@ -98,6 +166,8 @@ def to_dict(workload: Workload) -> dict[str, Any]:
             item["estimate_s"] = j.estimate_s
         if j.name:
             item["name"] = j.name
+        if j.demand != 1:
+            item["demand"] = j.demand
         jobs.append(item)
     return {
         "capacity": workload.capacity,
@@ -108,7 +178,11 @@ def to_dict(workload: Workload) -> dict[str, Any]:
 
 def load(path: Path) -> Workload:
     """Read a JSON or YAML workload file (YAML is a superset of JSON, one parser serves both)."""
-    return from_dict(yaml.safe_load(path.read_text()))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise WorkloadError(f"not JSON or YAML: {exc}") from exc
+    return from_dict(data)
 
 
 def dump(workload: Workload, path: Path) -> None:
