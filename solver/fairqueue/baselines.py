@@ -6,10 +6,12 @@ with UWFQ in ``uwfq``.)
 
 - FIFO: oldest job first, all its tasks before the next job's (Spark's default).
 - FAIR: Spark's FAIR pool with one job per schedulable: the job with the fewest running tasks.
-- UJF: the user with the fewest running units per weight, then FAIR among that user's jobs.
+- UJF: the user with the fewest running tasks per weight (Spark's FAIR pools per user count
+  tasks, whatever each one occupies), then FAIR among that user's jobs.
 - DRF: the user with the smallest dominant share per weight, then FIFO among its jobs. With the
   single resource (units) jobs ask for here, the dominant share is the user's running units
-  over the capacity, so DRF differs from UJF only inside a user.
+  (tasks x demand) over the capacity. When every task takes one unit, DRF differs from UJF only
+  inside a user; when demands differ, a user of wide tasks gets fewer of them under DRF.
 """
 
 from __future__ import annotations
@@ -89,17 +91,32 @@ class JobQueue:
             self._heap.remove(job_id)
 
 
-class UserQueue:
-    """Users first (fewest running units per weight), then a ``JobQueue`` inside each user."""
+Cost = Callable[[QueuedJob], int]
+"""What one running task of a job counts against its user: 1 (a task) or its demand (units)."""
 
-    def __init__(self, inner: JobKey, *, weights: Mapping[UserName, float]) -> None:
+
+def one_task(job: QueuedJob) -> int:
+    """UJF: every task counts the same."""
+    return 1
+
+
+def units(job: QueuedJob) -> int:
+    """DRF on one resource: a task counts the units it occupies."""
+    return job.demand
+
+
+class UserQueue:
+    """Users first (least running ``cost`` per weight), then a ``JobQueue`` inside each user."""
+
+    def __init__(self, inner: JobKey, *, weights: Mapping[UserName, float], cost: Cost = units) -> None:
         self._inner = inner
         self._weights = weights
+        self._cost = cost
         self._users: dict[UserName, JobQueue] = {}
         self._running: dict[UserName, int] = {}
         self._owner: dict[JobId, QueuedJob] = {}
         self._order: policy.LazyHeap[UserName] = policy.LazyHeap()
-        """Users with waiting jobs by (running units / weight, name)."""
+        """Users with waiting jobs by (running cost / weight, name)."""
 
     def submit(self, job: QueuedJob, *, now: float) -> None:
         if job.user not in self._users:
@@ -119,13 +136,13 @@ class UserQueue:
             return None
         job_id = self._users[user].pop(now=now, free=free)
         assert job_id is not None
-        self._running[user] += self._owner[job_id].demand
+        self._running[user] += self._cost(self._owner[job_id])
         self._rekey(user)
         return job_id
 
     def task_done(self, job_id: JobId, *, now: float) -> None:
         job = self._owner[job_id]
-        self._running[job.user] -= job.demand
+        self._running[job.user] -= self._cost(job)
         self._users[job.user].task_done(job_id, now=now)
         self._rekey(job.user)
 
@@ -155,10 +172,10 @@ def fair() -> JobQueue:
 
 
 def ujf(*, weights: Mapping[UserName, float]) -> UserQueue:
-    """Per-user fair: weighted equal share per user, FAIR inside."""
-    return UserQueue(fewest_running_key, weights=weights)
+    """Per-user fair: weighted equal share of running tasks per user, FAIR inside."""
+    return UserQueue(fewest_running_key, weights=weights, cost=one_task)
 
 
 def drf(*, weights: Mapping[UserName, float]) -> UserQueue:
     """Dominant resource fairness across users, FIFO inside each user."""
-    return UserQueue(arrival_key, weights=weights)
+    return UserQueue(arrival_key, weights=weights, cost=units)

@@ -1,20 +1,29 @@
 """A discrete-event cluster simulator: replays a workload under one ordering policy.
 
-The cluster has ``capacity`` units; a job is ``tasks`` tasks of ``task_s`` seconds on one unit
-each. Events (arrivals, task ends) sit in a heap; after all events of an instant are applied,
-every free unit is handed, one at a time, to the job the policy pops, so the simulator is
-work-conserving exactly as far as the policy is. Nothing is random: the same workload and policy
-give the same result (ties break by event kind, then job id).
+The cluster has ``capacity`` units; a job is ``tasks`` tasks of ``task_s`` seconds on ``demand``
+units each. Events (arrivals, task ends) sit in a heap; after all events of an instant are
+applied, free units are handed, one task at a time, to the job the policy pops, so the simulator
+is work-conserving exactly as far as the policy is. Nothing is random: the same workload and
+policy give the same result (ties break by event kind, then job id).
+
+Size estimates. A policy that orders by size (UWFQ, CFQ) is told ``estimate_s`` (else the true
+size). When a job's finished tasks have delivered more work than its current estimate, the
+estimate is corrected as the operator would correct it (``Estimator.corrected``: twice the work
+so far) and the queue re-lays the job (``UwfqQueue.update_estimate``); when the job ends, the
+queue is told its true size, so its user is charged what it used. The check runs at task ends:
+a running task's work is counted once it is done.
 """
 
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from fairpack.solver.fairqueue import estimator as estimator_mod
 from fairpack.solver.fairqueue import partitioning, policies, uwfq
-from fairpack.solver.fairqueue.policy import JobId, QueuedJob, UserName
+from fairpack.solver.fairqueue.policy import JobId, OrderingPolicy, QueuedJob, UserName
 from fairpack.solver.sim.workloads import SimJob, Workload
 
 _TASK_END, _ARRIVAL = 0, 1  # at one instant, capacity is given back before new jobs queue
@@ -57,21 +66,30 @@ class SimResult:
 def partitioned(
     workload: Workload, *, target_task_s: float, settings: partitioning.PartitionSettings | None = None
 ) -> Workload:
-    """The same work re-cut by runtime partitioning (the paper's "-P" variants).
+    """The same work re-cut into tasks of at most ``target_task_s`` (the paper's "-P" variants).
 
-    The re-cut is planned from the size the scheduler is told (``estimate_s``, else the true
-    size), as a real partitioner would; the true work is what gets divided.
+    The cut is planned from each job's true runtime, with no cap on the number of tasks, so
+    ``fairpack simulate --partition`` keeps its promise of tasks no longer than the target. (An
+    operator partitions from the estimate and caps the count at ``max_partitions``; here that would
+    leave long tasks wherever a job under-declares its size or needs more tasks than the cap, and
+    the benchmark would then measure the estimate and the cap rather than partitioning.) A job
+    whose tasks are already short enough is left alone: partitioning never coarsens.
     """
+    if target_task_s <= 0:
+        raise ValueError(f"target task length must be positive, got {target_task_s:g} s")
     base = settings or partitioning.PartitionSettings()
-    settings = replace(base, target_task_s=target_task_s)
+    settings = replace(base, target_task_s=target_task_s, max_partitions=sys.maxsize)
     jobs = []
     for job in workload.jobs:
-        told = job.estimate_s if job.estimate_s is not None else job.work_s
+        runtime_s = job.tasks * job.task_s  # the job's task-seconds, whatever each task's demand
         plan = partitioning.recommend(
-            estimated_work_s=told, current_partitions=job.tasks, capacity=workload.capacity, settings=settings
+            estimated_work_s=runtime_s,
+            current_partitions=job.tasks,
+            capacity=workload.capacity,
+            settings=settings,
         )
         if plan.partitions > job.tasks:
-            job = replace(job, tasks=plan.partitions, task_s=job.work_s / plan.partitions)
+            job = replace(job, tasks=plan.partitions, task_s=runtime_s / plan.partitions)
         jobs.append(job)
     return replace(workload, jobs=tuple(jobs))
 
@@ -82,6 +100,7 @@ def run(workload: Workload, policy_name: str, *, uwfq_settings: uwfq.UwfqSetting
     queue = policies.create(
         policy_name, capacity=workload.capacity, weights=weights, uwfq_settings=uwfq_settings
     )
+    sizes = _Sizes(queue)
     jobs = {job.id: job for job in workload.jobs}
     events: list[tuple[float, int, str]] = [(job.arrival_s, _ARRIVAL, job.id) for job in workload.jobs]
     heapq.heapify(events)
@@ -96,33 +115,70 @@ def run(workload: Workload, policy_name: str, *, uwfq_settings: uwfq.UwfqSetting
             _, kind, job_id = heapq.heappop(events)
             job = jobs[job_id]
             if kind == _ARRIVAL:
-                queue.submit(_queued(job), now=now)
+                queue.submit(sizes.queued(job), now=now)
                 continue
-            free += 1
+            free += job.demand
             queue.task_done(JobId(job_id), now=now)
             left[job_id] -= 1
             if left[job_id] == 0:
-                queue.finish(JobId(job_id), now=now)
+                sizes.finish(job, now=now)
                 outcomes[job_id] = JobOutcome(job=job, first_start_s=first_start[job_id], finish_s=now)
+            else:
+                sizes.task_done(job, now=now)
         while free > 0:
             picked = queue.pop(now=now, free=free)
             if picked is None:
                 break
             job = jobs[picked]
-            free -= 1
+            free -= job.demand
             first_start.setdefault(job.id, now)
             tasks.append(TaskRun(job_id=job.id, start_s=now, end_s=now + job.task_s))
             heapq.heappush(events, (now + job.task_s, _TASK_END, job.id))
     return SimResult(policy=policy_name, workload=workload, outcomes=outcomes, tasks=tuple(tasks))
 
 
-def _queued(job: SimJob) -> QueuedJob:
-    told = job.estimate_s if job.estimate_s is not None else job.work_s
-    return QueuedJob(
-        id=JobId(job.id),
-        user=UserName(job.user),
-        arrival_s=job.arrival_s,
-        work_s=told,
-        tasks=job.tasks,
-        name=job.name or job.job_class,
-    )
+class _Sizes:
+    """What the queue is told about each job's size, corrected as the job runs (module docstring).
+
+    Only a virtual-time queue orders by size; the baselines are told sizes they never use.
+    """
+
+    def __init__(self, queue: OrderingPolicy) -> None:
+        self._policy = queue
+        self._queue = queue if isinstance(queue, uwfq.UwfqQueue) else None
+        self._estimator = estimator_mod.Estimator()
+        self._told: dict[str, float] = {}
+        self._done: dict[str, float] = {}
+
+    def queued(self, job: SimJob) -> QueuedJob:
+        told = job.estimate_s if job.estimate_s is not None else job.work_s
+        self._told[job.id] = told
+        self._done[job.id] = 0.0
+        return QueuedJob(
+            id=JobId(job.id),
+            user=UserName(job.user),
+            arrival_s=job.arrival_s,
+            work_s=told,
+            tasks=job.tasks,
+            demand=job.demand,
+            name=job.name or job.job_class,
+        )
+
+    def task_done(self, job: SimJob, *, now: float) -> None:
+        """One more task's work delivered: correct the estimate if the job has outgrown it."""
+        done = self._done[job.id] = self._done[job.id] + job.task_s * job.demand
+        told = self._told[job.id]
+        if self._queue is None or done <= told * (1 + 1e-9):
+            return
+        corrected = self._estimator.corrected(estimate_s=told, elapsed_s=done)
+        self._told[job.id] = corrected
+        self._queue.update_estimate(JobId(job.id), work_s=corrected, now=now)
+
+    def finish(self, job: SimJob, *, now: float) -> None:
+        """The job is over: a virtual-time queue is charged its true size if it was told otherwise."""
+        told = self._told.pop(job.id)
+        del self._done[job.id]
+        if self._queue is not None and abs(told - job.work_s) > 1e-9 * max(1.0, job.work_s):
+            self._queue.finish(JobId(job.id), now=now, actual_work_s=job.work_s)
+        else:
+            self._policy.finish(JobId(job.id), now=now)
