@@ -93,8 +93,24 @@ def deployment(ready: int, updated: int, **extra: Any) -> dict[str, Any]:
         pytest.param(
             {"serve": None}, None, {"Ready": "DeploymentMissing", "Degraded": "AsExpected"}, id="missing"
         ),
-        pytest.param({"serve": deployment(1, 2)}, None, {"Ready": "ReplicasNotReady"}, id="rolling"),
-        pytest.param({"serve": deployment(2, 2)}, None, {"Ready": "AllReplicasReady"}, id="ready"),
+        pytest.param(
+            {"serve": deployment(1, 2)},
+            None,
+            {"Ready": "ReplicasNotReady", "Progressing": "RollingOut"},
+            id="not-all-ready",
+        ),
+        pytest.param(
+            {"serve": deployment(2, 1)},
+            None,
+            {"Ready": "AllReplicasReady", "Progressing": "RollingOut"},
+            id="rolling",
+        ),
+        pytest.param(
+            {"serve": deployment(2, 2)},
+            None,
+            {"Ready": "AllReplicasReady", "Progressing": "Stable"},
+            id="ready",
+        ),
         pytest.param(
             {"serve": deployment(2, 2)}, "403 Forbidden: quota", {"Degraded": "CannotRealise"}, id="refused"
         ),

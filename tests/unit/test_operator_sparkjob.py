@@ -302,3 +302,40 @@ def test_a_tenants_weight_is_split_among_its_active_users() -> None:
     done["status"]["phase"] = "Succeeded"
     weights = admission.flow_weights([*snap.jobs, admission.Job(done)], snap.tenants)
     assert weights[admission.flow("a", "u1")] == 0.5
+
+
+def test_a_finished_run_teaches_the_size_of_the_users_next_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    written: dict[str, dict[str, Any]] = {}
+
+    def patch(_api: str, _kind: str, name: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
+        written[name] = body["status"]
+        return {}
+
+    monkeypatch.setattr(k8s, "patch", patch)
+    # It declared 100 s, ran 30 s (admitted at :10, started :20, finished :50) on 100 units.
+    done = queued("done", "a", "2026-01-01T00:00:00Z")
+    done["status"].update(
+        phase="Succeeded",
+        admittedAt="2026-01-01T00:00:10Z",
+        startedAt="2026-01-01T00:00:20Z",
+        finishedAt="2026-01-01T00:00:50Z",
+    )
+    new = job("new", tenant_name="a")
+    new["spec"]["estimatedSeconds"] = 500
+    gated = [
+        {"metadata": {"name": f"p{i}", "namespace": "ns", "labels": {spark_pods.JOB_LABEL: "new"}}}
+        for i in range(3)
+    ]
+    snap = admission.Snapshot(
+        now=admission.seconds("2026-01-01T00:01:00Z") or 0.0,
+        jobs=[admission.Job(done), admission.Job(new)],
+        tenants=TENANTS,
+        nodes=[],
+        pods=gated,
+    )
+    total = resources.capacity([node("30")])  # 3 cores of 30: the same 100 units as the first run
+    _, learned = admission.rebuild(snap, settings.AdmissionSettings())
+    admission.submit(snap, settings.AdmissionSettings(), learned, total)
+    assert written["new"]["demand"] == 100
+    # The same user's same application: the measured 30 s wins over the declared 500 s.
+    assert written["new"]["estimatedSeconds"] == pytest.approx(30.0)
