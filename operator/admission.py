@@ -634,7 +634,9 @@ def register(
 
     @kopf.on.startup(registry=registry)
     async def start(memo: kopf.Memo, **_: Any) -> None:
-        memo["cycle"] = kicks.KickedLoop("admission", functools.partial(run_cycle, settings, sources=sources))
+        memo["cycle"] = kicks.KickedLoop(
+            "admission", functools.partial(run_cycle, settings, sources=sources), active=memo.get("active")
+        )
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:

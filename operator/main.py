@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
+import secrets
+import socket
 import sys
 import tempfile
 from typing import Any
@@ -21,6 +24,7 @@ from fairpack.operator import (
     admission,
     fallback,
     k8s,
+    kicks,
     llmservice,
     sparkapplication,
     sparkjob,
@@ -95,17 +99,27 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
     k8s.load_config()
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port)
+    # Identity and priority are chosen here, not by kopf, so that the cluster-wide loops can check
+    # in the peering object that this replica leads before each pass (kicks.peering_leader).
+    identity = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+    priority = settings.peering_priority or random.randint(1, 2**31)
+    active = (
+        kicks.peering_leader(peering=settings.peering, identity=identity, priority=priority)
+        if settings.peering
+        else kicks.always
+    )
     await kopf.operator(
         registry=build_registry(settings),
         clusterwide=True,
         standalone=not settings.peering,
         peering_name=settings.peering or None,
-        priority=settings.peering_priority or random.randint(1, 2**31),
+        priority=priority,
+        identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
         liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz"
         if settings.liveness_port
         else None,
         stop_flag=stop,
-        memo=kopf.Memo(settings=settings),
+        memo=kopf.Memo(settings=settings, active=active),
     )
 
 
