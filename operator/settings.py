@@ -75,7 +75,11 @@ class WebhookSettings:
     """The mutating webhook that gates executor pods a Spark driver creates (kopf's server)."""
 
     enabled: bool = False
-    """Serve it (the chart turns it on together with its certificate)."""
+    """Serve it (the chart's ``operator.webhook.enabled`` turns it on with its certificate)."""
+    manage: bool = True
+    """Let kopf create and keep the MutatingWebhookConfiguration ``fairpack.io`` (needs write access
+    to webhook configurations cluster-wide). The Helm chart renders its own configuration and turns
+    this off, so the operator's ServiceAccount has no such access."""
     addr: str = "0.0.0.0"
     """Address to listen on."""
     port: int = 9443

@@ -72,7 +72,8 @@ def job_labels(pod: kopf.Body) -> dict[str, str] | None:
 
 
 def register(registry: kopf.OperatorRegistry, webhook: WebhookSettings, *, workdir: str) -> None:
-    """Serve the webhook; kopf keeps the MutatingWebhookConfiguration ``fairpack.io`` up to date."""
+    """Serve the webhook; kopf keeps the MutatingWebhookConfiguration ``fairpack.io`` up to date
+    unless ``webhook.manage`` is off (the Helm chart renders the configuration itself)."""
 
     @kopf.on.startup(registry=registry)
     def serve(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -92,14 +93,15 @@ def register(registry: kopf.OperatorRegistry, webhook: WebhookSettings, *, workd
             pkeyfile=keyfile,
             cafile=certfile,
         )
-        settings.admission.managed = CONFIGURATION
+        if webhook.manage:
+            settings.admission.managed = CONFIGURATION
 
     @kopf.on.mutate(
         "",
         "v1",
         "pods",
         id="gate-spark-executors",
-        operation="CREATE",
+        operations=["CREATE"],
         labels={spark_pods.SPARK_ROLE: spark_pods.EXECUTOR},
         ignore_failures=True,
         registry=registry,

@@ -18,7 +18,7 @@ def test_defaults_are_the_documented_ones() -> None:
         cycle_interval_s=2.0, capacity_units=1000.0, default_job_seconds=600.0
     )
     assert s.webhook == settings.WebhookSettings(
-        enabled=False, addr="0.0.0.0", port=9443, host="", certfile="", keyfile=""
+        enabled=False, manage=True, addr="0.0.0.0", port=9443, host="", certfile="", keyfile=""
     )
     assert s.fallback == settings.FallbackSettings(
         enabled=True,
