@@ -50,9 +50,6 @@ DEMO_VALUES: Mapping[str, Any] = {
     "scheduler": {"replicas": 0, "pdb": {"enabled": False}},
 }
 
-PRIORITY_CLASSES = {"fairpack-high": 1000, "fairpack-low": 100}
-"""PriorityClasses the examples name (fairpack-high is the fallback's high-priority threshold)."""
-
 DEMO_JOBS: Sequence[tuple[str, str, int, int, int]] = (
     # (tenant, user, jobs, executors, GPUs per executor): one heavy tenant, two lighter ones.
     ("research", "alice", 3, 4, 2),
@@ -289,16 +286,9 @@ def demo_sparkjobs() -> list[dict[str, Any]]:
 def apply_workloads(kubeconfig: pathlib.Path) -> int:
     """PriorityClasses, the examples (tenants, a SparkJob, LLMServices) and the demo's SparkJobs;
     returns how many objects were created (existing ones are left as they are)."""
-    objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "scheduling.k8s.io/v1",
-            "kind": "PriorityClass",
-            "metadata": {"name": name},
-            "value": value,
-        }
-        for name, value in PRIORITY_CLASSES.items()
-    ]
-    for name in ("tenants.yaml", "llmservices.yaml", "sparkjob.yaml"):
+    objects: list[dict[str, Any]] = []
+    # The PriorityClasses first: the LLMServices' pods name them.
+    for name in ("priorityclasses.yaml", "tenants.yaml", "llmservices.yaml", "sparkjob.yaml"):
         objects += [doc for doc in yaml.safe_load_all((EXAMPLES / name).read_text()) if doc]
     objects += demo_sparkjobs()
     created = 0
