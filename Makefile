@@ -70,7 +70,17 @@ manifests: $(VENV)/.installed binaries  ## regenerate manifests/fairpack.yaml an
 	$(PY) -m fairpack_dev.dashboard
 	$(PY) -m fairpack_dev.chart
 
-chart-check: $(VENV)/.installed binaries  ## helm lint --strict, render with default and other values, check the scheduler config
+# chart-check needs helm and the kube-scheduler binary (which loads the rendered configuration).
+# Depending on the files, not on `binaries`, means nothing is built when they are there: running
+# hack/build-binaries.sh while another build of the same version is under way would collide in
+# its source directory, and helm is built before Kubernetes, so helm's presence proves nothing.
+PINNED = $(shell sed -n 's/^$(1)=//p' hack/versions.env)
+KUBE_SCHEDULER := $(FAIRPACK_CACHE)/bin/kubernetes-$(call PINNED,KUBERNETES_VERSION)/kube-scheduler
+HELM := $(FAIRPACK_CACHE)/bin/helm-$(call PINNED,HELM_VERSION)/helm
+$(KUBE_SCHEDULER) $(HELM) &:
+	hack/build-binaries.sh
+
+chart-check: $(VENV)/.installed $(KUBE_SCHEDULER) $(HELM)  ## helm lint --strict, render with default and other values, check the scheduler config
 	$(PY) -m fairpack_dev.chart --check
 	$(VENV)/bin/pytest tests/unit/test_chart.py tests/unit/test_dashboard.py $(PYTEST_ARGS)
 

@@ -3,7 +3,9 @@
 The chart's ``crds/`` is a link to ``manifests/crds`` (one source of truth; helm follows the link
 and packages the files). ``manifests/fairpack.yaml``, the chart rendered for users without Helm,
 is generated: ``python -P -m fairpack_dev.chart`` (``make manifests``) rewrites it, and a test
-fails when it is stale.
+fails when it is stale. It holds no CRD: users apply ``manifests/crds/`` first and wait until the
+CRDs are Established, because a custom object in the same apply as its CRD (the chart's
+ClusterKopfPeering) is refused while the CRD is still being set up.
 """
 
 from __future__ import annotations
@@ -115,13 +117,15 @@ def scheduler_config(objects: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def plain_manifest_text() -> str:
-    """manifests/fairpack.yaml as it should read: a Namespace, the CRDs and the rendered chart."""
+    """manifests/fairpack.yaml as it should read: a Namespace and the rendered chart, without the
+    CRDs (they are manifests/crds/, applied first)."""
     header = (
         "# fairpack for clusters without Helm: generated from charts/fairpack by `make manifests`;\n"
-        "# do not edit. Create the extender's TLS Secret first (README: Install without Helm).\n"
+        "# do not edit. First apply manifests/crds/ and wait for the CRDs to be Established, and\n"
+        "# create the extender's TLS Secret (README: Install with Helm, without Helm).\n"
     )
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-    docs = [namespace, *render(PLAIN_VALUES, include_crds=True)]
+    docs = [namespace, *render(PLAIN_VALUES)]
     return header + yaml.safe_dump_all(docs, sort_keys=False, width=120)
 
 

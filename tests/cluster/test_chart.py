@@ -4,16 +4,19 @@ exercised with its own ServiceAccount token (TokenRequest API), allowed and deni
 from __future__ import annotations
 
 import base64
+import copy
+import json
 import pathlib
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import yaml
 from fairpack_dev import chart, cluster, credentials, fairpack_up, operator_process, testkit
-from fairpack_dev.operator_fixtures import Kube, kube
+from fairpack_dev.operator_fixtures import FAIRPACK, Kube, kube
+from fairpack_dev.testkit import Pod
 from kubernetes import client, config
 from kubernetes.client import exceptions as client_exceptions
 
@@ -31,11 +34,13 @@ SCHEDULER_NAME = "fpct-scheduler"
 # A peering of this run's own: a peer left registered by an earlier run would pause the operator.
 PEERING = f"fpct-{uuid.uuid4().hex[:6]}"
 VALUES = {
-    "operator": {"peering": PEERING},
+    # The API server calls the local operator's webhook at 127.0.0.1: its certificate must name it.
+    "operator": {"peering": PEERING, "webhook": {"enabled": True, "tls": {"extraIPs": ["127.0.0.1"]}}},
     "scheduler": {"schedulerName": SCHEDULER_NAME},
     # The local scheduler dials the local extender at 127.0.0.1: the certificate must name it.
     "extender": {"tls": {"extraIPs": ["127.0.0.1"]}},
 }
+OPERATOR = f"{RELEASE}-fairpack-operator"
 
 
 def admin(kubeconfig: pathlib.Path) -> client.ApiClient:
@@ -166,7 +171,9 @@ def test_upgrade_changes_the_scheduler_configuration_and_keeps_the_certificate(
     ("component", "verb", "resource", "namespace", "name", "expected"),
     [
         pytest.param("extender", "watch", ":nodes", "", "", True, id="extender-watches-nodes"),
-        pytest.param("extender", "patch", ":pods", WORK_NAMESPACE, "", True, id="extender-annotates-pods"),
+        pytest.param(
+            "extender", "patch", ":pods", WORK_NAMESPACE, "", False, id="extender-cannot-patch-pods"
+        ),
         pytest.param("extender", "create", ":pods/binding", WORK_NAMESPACE, "", True, id="extender-binds"),
         pytest.param(
             "extender", "delete", ":pods", WORK_NAMESPACE, "", False, id="extender-cannot-delete-pods"
@@ -184,12 +191,26 @@ def test_upgrade_changes_the_scheduler_configuration_and_keeps_the_certificate(
             "operator", "create", "apps:deployments", WORK_NAMESPACE, "", True, id="operator-deployments"
         ),
         pytest.param("operator", "create", ":pods/eviction", WORK_NAMESPACE, "", True, id="operator-evicts"),
+        pytest.param("operator", "patch", ":pods/status", WORK_NAMESPACE, "", True, id="operator-pins"),
+        pytest.param(
+            "operator", "list", "policy:poddisruptionbudgets", "", "", True, id="operator-reads-budgets"
+        ),
+        pytest.param("operator", "update", ":pods", WORK_NAMESPACE, "", False, id="operator-never-puts"),
+        pytest.param(
+            "operator",
+            "patch",
+            "admissionregistration.k8s.io:mutatingwebhookconfigurations",
+            "",
+            OPERATOR,
+            False,
+            id="operator-cannot-change-its-webhook",
+        ),
         pytest.param(
             "operator", "patch", "kopf.dev:clusterkopfpeerings", "", PEERING, True, id="operator-peers"
         ),
-        pytest.param("operator", "create", ":configmaps", NAMESPACE, "", True, id="operator-own-configmaps"),
+        pytest.param("operator", "patch", ":configmaps", NAMESPACE, "", True, id="operator-own-configmaps"),
         pytest.param(
-            "operator", "create", ":configmaps", WORK_NAMESPACE, "", False, id="op-no-foreign-configmaps"
+            "operator", "patch", ":configmaps", WORK_NAMESPACE, "", False, id="op-no-foreign-configmaps"
         ),
         pytest.param("operator", "get", ":secrets", WORK_NAMESPACE, "", False, id="operator-no-secrets"),
         pytest.param("operator", "get", ":secrets", NAMESPACE, "", False, id="operator-no-own-secrets"),
@@ -280,7 +301,14 @@ def gpu_pod(name: str) -> dict[str, Any]:
     }
 
 
-def test_extender_token_can_annotate_and_bind_a_pod_but_not_delete_it(
+def refused(call: Callable[[], object]) -> int:
+    """The HTTP status with which the API server refused ``call`` (the test fails if it went through)."""
+    with pytest.raises(client_exceptions.ApiException) as denied:
+        call()
+    return int(denied.value.status)
+
+
+def test_extender_token_can_bind_a_pod_with_its_devices_but_not_patch_nor_delete_it(
     release: list[dict[str, Any]],
     kubeconfig: str,
     tmp_path: pathlib.Path,
@@ -292,17 +320,17 @@ def test_extender_token_can_annotate_and_bind_a_pod_but_not_delete_it(
         with sa_client(kubeconfig, tmp_path, "extender") as api:
             core = client.CoreV1Api(api)
             patch = {"metadata": {"annotations": {labels.GPU_INDICES_ANNOTATION: "0"}}}
-            core.patch_namespaced_pod(name, WORK_NAMESPACE, patch)
+            assert refused(lambda: core.patch_namespaced_pod(name, WORK_NAMESPACE, patch)) == 403
+            # As the extender binds: the Binding carries the device annotations, which the API
+            # server copies onto the pod. (The client cannot parse the Status the apiserver
+            # answers with, hence the raw response.)
             binding = client.V1Binding(
-                metadata=client.V1ObjectMeta(name=name),
+                metadata=client.V1ObjectMeta(name=name, annotations={labels.GPU_INDICES_ANNOTATION: "0"}),
                 target=client.V1ObjectReference(api_version="v1", kind="Node", name="chart-test-node"),
             )
-            # As kube-scheduler binds: POST pods/<name>/binding. (The client cannot parse the Status
-            # the apiserver answers with, hence the raw response.)
             core.create_namespaced_pod_binding(name, WORK_NAMESPACE, binding, _preload_content=False)
-            with pytest.raises(client_exceptions.ApiException) as denied:
-                core.delete_namespaced_pod(name, WORK_NAMESPACE)
-            assert denied.value.status == 403
+            assert refused(lambda: core.delete_namespaced_pod(name, WORK_NAMESPACE)) == 403
+            assert refused(lambda: core.list_namespaced_secret(NAMESPACE)) == 403
         bound = kube.get("v1", "Pod", name, WORK_NAMESPACE)
         assert bound is not None
         assert bound["spec"]["nodeName"] == "chart-test-node"
@@ -369,25 +397,98 @@ def free_port() -> int:
     return cluster.free_ports(1)[0]
 
 
-def test_operator_runs_with_its_service_account_token(
+def operator_kubeconfig(kubeconfig: str, tmp_path: pathlib.Path) -> pathlib.Path:
+    """A kubeconfig that authenticates as the chart's operator ServiceAccount."""
+    return credentials.write_kubeconfig(
+        pathlib.Path(kubeconfig),
+        tmp_path / "operator.kubeconfig",
+        namespace=NAMESPACE,
+        service_account=OPERATOR,
+    )
+
+
+def chart_operator_env(release: list[dict[str, Any]], **overrides: str) -> dict[str, str]:
+    """The FAIRPACK_* settings the chart's operator Deployment sets (its namespace included), with
+    ``overrides``; the liveness and metrics ports are off (other processes here may hold them)."""
+    deployment = next(o for o in release if o["kind"] == "Deployment" and o["metadata"]["name"] == OPERATOR)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: str(e["value"]) for e in container["env"] if "value" in e}
+    return {
+        **env,
+        "FAIRPACK_NAMESPACE": NAMESPACE,
+        "FAIRPACK_LIVENESS_PORT": "0",
+        "FAIRPACK_METRICS_PORT": "0",
+        **overrides,
+    }
+
+
+def assert_refused_nothing(log: pathlib.Path, kube: Kube, namespace: str) -> None:
+    """Neither the operator's log nor the events it posted (an LLMService's CannotRealise carries
+    the API's refusal) tell of a refused call."""
+    text = log.read_text()
+    assert "Forbidden" not in text, text[-3000:]
+    assert " 403" not in text, text[-3000:]
+    messages = [str(e.get("message")) for e in kube.list("v1", "Event", namespace)]
+    assert [m for m in messages if "forbidden" in m.lower()] == []
+
+
+def local_webhook(kube: Kube, tmp_path: pathlib.Path, port: int) -> tuple[str, dict[str, str]]:
+    """The chart's MutatingWebhookConfiguration, copied with its Service swapped for the local
+    operator's address (no pod runs here); the operator settings that serve it with the chart's
+    certificate. Returns the copy's name and those settings."""
+    chart_config = kube.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", OPERATOR)
+    assert chart_config is not None
+    local = copy.deepcopy(chart_config)
+    name = f"{OPERATOR}-local"
+    local["metadata"] = {"name": name}
+    for hook in local["webhooks"]:
+        path = hook["clientConfig"].pop("service")["path"]
+        hook["clientConfig"]["url"] = f"https://127.0.0.1:{port}{path}"
+    kube.create(local)
+    secret = kube.get("v1", "Secret", f"{OPERATOR}-webhook-tls", NAMESPACE)
+    assert secret is not None
+    files = {}
+    for key in ("tls.crt", "tls.key"):
+        files[key] = tmp_path / f"webhook-{key}"
+        files[key].write_bytes(base64.b64decode(secret["data"][key]))
+    env = {
+        "FAIRPACK_WEBHOOK_ADDR": "127.0.0.1",
+        "FAIRPACK_WEBHOOK_PORT": str(port),
+        "FAIRPACK_WEBHOOK_CERTFILE": str(files["tls.crt"]),
+        "FAIRPACK_WEBHOOK_KEYFILE": str(files["tls.key"]),
+    }
+    return name, env
+
+
+def executor_of(driver: dict[str, Any], name: str) -> dict[str, Any]:
+    """An executor pod as a Spark driver creates it (dynamic allocation): owned by the driver pod."""
+    pod = Pod(name, driver["metadata"]["namespace"]).label(**{"spark-role": "executor"}).manifest()
+    pod["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": driver["metadata"]["name"],
+            "uid": driver["metadata"]["uid"],
+        }
+    ]
+    return pod
+
+
+def test_operator_token_queues_a_sparkjob_and_its_webhook_gates_the_drivers_executors(
     release: list[dict[str, Any]],
     kubeconfig: str,
     tmp_path: pathlib.Path,
     kube: Kube,
 ) -> None:
-    """The operator, run locally as the chart's ServiceAccount, queues a SparkJob (writes its status)
-    and creates its gated pods, and is refused nothing on the way."""
-    token_config = credentials.write_kubeconfig(
-        pathlib.Path(kubeconfig),
-        tmp_path / "operator.kubeconfig",
-        namespace=NAMESPACE,
-        service_account=f"{RELEASE}-fairpack-operator",
-    )
+    """The operator, run locally as the chart's ServiceAccount with the chart's settings, queues a
+    SparkJob (writes its status) and creates its gated pods; the chart's webhook configuration
+    (pointed at the local operator) and certificate gate an executor the driver creates, with
+    kopf's management of the configuration off. It is refused nothing on the way."""
     name = f"chart-{uuid.uuid4().hex[:6]}"
-    tenant = {"apiVersion": "fairpack.io/v1alpha1", "kind": "Tenant", "metadata": {"name": name}}
+    tenant = {"apiVersion": FAIRPACK, "kind": "Tenant", "metadata": {"name": name}}
     kube.create({**tenant, "spec": {"weight": 1}})
     job = {
-        "apiVersion": "fairpack.io/v1alpha1",
+        "apiVersion": FAIRPACK,
         "kind": "SparkJob",
         "metadata": {"name": name, "namespace": WORK_NAMESPACE},
         "spec": {
@@ -401,33 +502,266 @@ def test_operator_runs_with_its_service_account_token(
     }
     kube.create(job)
     log = tmp_path / "operator.log"
-    env = {"FAIRPACK_NAMESPACE": NAMESPACE, "FAIRPACK_PEERING": PEERING, "FAIRPACK_FALLBACK_ENABLED": "false"}
+    hook_name, hook_env = local_webhook(kube, tmp_path, free_port())
+    env = chart_operator_env(release, FAIRPACK_FALLBACK_ENABLED="false", **hook_env)
+    assert (env["FAIRPACK_WEBHOOK_ENABLED"], env["FAIRPACK_WEBHOOK_MANAGE"]) == ("true", "false")
 
     def phase_and_pods() -> tuple[str, list[str]] | None:
-        found = kube.get("fairpack.io/v1alpha1", "SparkJob", name, WORK_NAMESPACE) or {}
+        found = kube.get(FAIRPACK, "SparkJob", name, WORK_NAMESPACE) or {}
         phase = (found.get("status") or {}).get("phase")
         pods = [p["metadata"]["name"] for p in kube.list("v1", "Pod", WORK_NAMESPACE)]
         mine = [p for p in pods if p.startswith(name)]
         return (phase, mine) if phase and mine else None
 
+    extra: list[str] = []
+
+    def gated_executor() -> dict[str, Any] | None:
+        # Until kopf's server listens the API server ignores the webhook (failurePolicy Ignore):
+        # try again with a fresh executor.
+        driver = kube.get("v1", "Pod", f"{name}-driver", WORK_NAMESPACE)
+        if driver is None:
+            return None
+        extra.append(f"{name}-exec-extra-{len(extra)}")
+        created = kube.create(executor_of(driver, extra[-1]))
+        gated = {"name": labels.ADMISSION_GATE} in (created["spec"].get("schedulingGates") or [])
+        return created if gated else None
+
     try:
-        with operator_process.OperatorProcess(token_config, log, env=env):
+        with operator_process.OperatorProcess(operator_kubeconfig(kubeconfig, tmp_path), log, env=env):
             # Queued, or admitted at once: either way the operator wrote the status with its token.
             seen = testkit.wait_for(phase_and_pods, 90, what="the job's status and pods")
-        text = log.read_text()
+            executor = testkit.wait_for(gated_executor, 60, what="an executor gated by the webhook")
         assert seen is not None
-        assert seen[0] in ("Queued", "Admitted", "Running"), text[-3000:]
-        assert "Forbidden" not in text, text[-3000:]
+        assert executor is not None
+        assert seen[0] in ("Queued", "Admitted", "Running"), log.read_text()[-3000:]
+        assert executor["metadata"]["labels"][labels.TENANT_LABEL] == name
+        assert executor["metadata"]["labels"]["fairpack.io/sparkjob"] == name
+        assert_refused_nothing(log, kube, WORK_NAMESPACE)
+        # kopf left the configurations alone: no configuration of its own was made.
+        assert (
+            kube.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "fairpack.io") is None
+        )
     finally:
-        kube.delete("fairpack.io/v1alpha1", "SparkJob", name, WORK_NAMESPACE)
-        kube.delete("fairpack.io/v1alpha1", "Tenant", name)
+        kube.delete("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", hook_name)
+        for pod in extra:
+            kube.delete("v1", "Pod", pod, WORK_NAMESPACE)
+        kube.delete(FAIRPACK, "SparkJob", name, WORK_NAMESPACE)
+        kube.delete(FAIRPACK, "Tenant", name)
+
+
+def without_finalizers(kube: Kube, kind: str, name: str, namespace: str | None) -> None:
+    """Delete a fairpack object whose operator has stopped (kopf's finalizer would hold it)."""
+    if kube.get(FAIRPACK, kind, name, namespace) is not None:
+        kube.patch(FAIRPACK, kind, name, {"metadata": {"finalizers": None}}, namespace=namespace)
+    kube.delete(FAIRPACK, kind, name, namespace)
+
+
+def test_operator_token_applies_an_llmservices_deployment_service_and_pdb(
+    release: list[dict[str, Any]],
+    kubeconfig: str,
+    tmp_path: pathlib.Path,
+    kube: Kube,
+    namespace: str,
+    gpu_nodes: Any,
+) -> None:
+    """Server-side apply of the three objects (a PATCH that creates them), status to Ready, and
+    a removed role's Deployment deleted, all with the chart's operator token."""
+    gpu_nodes("h100", count=1, taint=False)
+    log = tmp_path / "operator.log"
+    spec = {
+        "model": {"name": "meta-llama/Llama-3.1-8B", "image": "vllm/vllm-openai:v0.6.4"},
+        "replicas": 1,
+        "gpu": {"count": 1},
+        "resources": {"cpu": "1", "memory": "1Gi"},
+    }
+    kube.create(
+        {
+            "apiVersion": FAIRPACK,
+            "kind": "LLMService",
+            "metadata": {"name": "llm", "namespace": namespace},
+            "spec": spec,
+        }
+    )
+    selector = "fairpack.io/llmservice=llm"
+    kinds = (("apps/v1", "Deployment"), ("v1", "Service"), ("policy/v1", "PodDisruptionBudget"))
+
+    def children() -> dict[str, list[str]]:
+        return {
+            k: sorted(o["metadata"]["name"] for o in kube.list(a, k, namespace, selector)) for a, k in kinds
+        }
+
+    def ready() -> bool:
+        found = kube.get(FAIRPACK, "LLMService", "llm", namespace) or {}
+        conditions = (found.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    env = chart_operator_env(release, FAIRPACK_FALLBACK_ENABLED="false", FAIRPACK_WEBHOOK_ENABLED="false")
+    try:
+        with operator_process.OperatorProcess(operator_kubeconfig(kubeconfig, tmp_path), log, env=env):
+            made = testkit.wait_for(
+                lambda: children() if all(children().values()) else None, 60, what="Deployment, Service, PDB"
+            )
+            testkit.wait_for(ready, 90, what="the LLMService Ready")
+            # A prefill role: "serve" becomes "decode", so the serve Deployment goes (list + delete).
+            prefill = {"replicas": 1, "gpu": {"count": 1}}
+            kube.patch(FAIRPACK, "LLMService", "llm", {"spec": {"prefill": prefill}}, namespace=namespace)
+            after = testkit.wait_for(
+                lambda: children()["Deployment"] if "llm-serve" not in children()["Deployment"] else None,
+                60,
+                what="the serve role's Deployment deleted",
+            )
+        assert made == {"Deployment": ["llm-serve"], "Service": ["llm"], "PodDisruptionBudget": ["llm"]}
+        assert after == ["llm-decode", "llm-prefill"]
+        assert_refused_nothing(log, kube, namespace)
+    finally:
+        without_finalizers(kube, "LLMService", "llm", namespace)
+
+
+def test_operator_token_executes_a_fallback_plan(
+    release: list[dict[str, Any]],
+    kubeconfig: str,
+    tmp_path: pathlib.Path,
+    kube: Kube,
+    namespace: str,
+    gpu_nodes: Any,
+) -> None:
+    """tests/cluster/test_operator_fallback.py's case with the chart's operator token: the pin
+    (annotation and status.nominatedNodeName), the eviction, the event and the plan ConfigMap in
+    the release's namespace all go through, so the high-priority pod runs."""
+    group = gpu_nodes("h100", count=2)  # 8 GPUs each, tainted for this test only
+    priority = f"{namespace}-high"
+    kube.create(
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": priority},
+            "value": 1000,
+        }
+    )
+    log = tmp_path / "operator.log"
+
+    def half(name: str, avoid: str | None = None) -> dict[str, Any]:
+        pod = Pod(name, namespace).fairpack().gpus(4).on(group).label(app="half").manifest()
+        pod["spec"]["priorityClassName"] = priority
+        if avoid:
+            term = {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [avoid]}
+            pod["spec"]["affinity"] = {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [term]}]
+                    }
+                }
+            }
+        template = {"metadata": {"labels": {"app": "half", "name": name}}, "spec": pod["spec"]}
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "half", "name": name}},
+                "template": template,
+            },
+        }
+
+    def running(count: int) -> dict[str, str]:
+        pods = kube.list("v1", "Pod", namespace, "app=half")
+        found = {
+            p["metadata"]["uid"]: p["spec"].get("nodeName", "")
+            for p in pods
+            if (p.get("status") or {}).get("phase") == "Running"
+        }
+        return found if len(found) == count else {}
+
+    def big_node() -> str | None:
+        pod = kube.get("v1", "Pod", "big", namespace) or {}
+        return str(pod["spec"]["nodeName"]) if (pod.get("status") or {}).get("phase") == "Running" else None
+
+    def unschedulable() -> bool:
+        conds = ((kube.get("v1", "Pod", "big", namespace) or {}).get("status") or {}).get("conditions") or ()
+        return any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable" for c in conds)
+
+    try:
+        kube.create(half("half-a"))
+        first = testkit.wait_for(lambda: running(1), 60, what="the first 4-GPU pod running")
+        kube.create(half("half-b", avoid=next(iter(first.values()))))
+        testkit.wait_for(lambda: running(2), 60, what="both 4-GPU pods running")
+        big = Pod("big", namespace).fairpack().gpus(8).on(group).manifest()
+        big["spec"]["priorityClassName"] = priority
+        kube.create(big)
+        testkit.wait_for(unschedulable, 60, what="kube-scheduler to leave the 8-GPU pod Unschedulable")
+        env = chart_operator_env(
+            release,
+            FAIRPACK_WEBHOOK_ENABLED="false",
+            FAIRPACK_FALLBACK_ENABLED="true",
+            FAIRPACK_FALLBACK_DRY_RUN="false",
+            FAIRPACK_FALLBACK_PENDING_DELAY_S="3",
+            FAIRPACK_FALLBACK_INTERVAL_S="2",
+            FAIRPACK_FALLBACK_SOLVER_WINDOW_S="3",
+            FAIRPACK_FALLBACK_MAX_EVICTIONS="2",
+        )
+        with operator_process.OperatorProcess(operator_kubeconfig(kubeconfig, tmp_path), log, env=env):
+            node = testkit.wait_for(big_node, 120, what="the 8-GPU pod running")
+        plans = (kube.get("v1", "ConfigMap", "fairpack-fallback-plans", NAMESPACE) or {}).get("data") or {}
+        executed = [p for p in map(json.loads, plans.values()) if p["outcome"] == "executed"]
+        assert [p["pins"] for p in executed] == [{f"{namespace}/big": node}], plans
+        assert [e for e in kube.list("v1", "Event", namespace) if e.get("reason") == "FallbackPlan"]
+        assert_refused_nothing(log, kube, namespace)
+    finally:
+        kube.delete("scheduling.k8s.io/v1", "PriorityClass", priority)
+        kube.delete("v1", "ConfigMap", "fairpack-fallback-plans", NAMESPACE)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda core, rbac, adm: core.list_namespaced_secret(NAMESPACE), id="read-secrets"),
+        pytest.param(
+            lambda core, rbac, adm: core.create_namespaced_config_map(
+                WORK_NAMESPACE, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="x"))
+            ),
+            id="config-map-outside-its-namespace",
+        ),
+        pytest.param(lambda core, rbac, adm: core.delete_node("no-such-node"), id="delete-a-node"),
+        pytest.param(
+            lambda core, rbac, adm: rbac.create_cluster_role(
+                client.V1ClusterRole(metadata=client.V1ObjectMeta(name="fpct-escalate"))
+            ),
+            id="write-rbac",
+        ),
+        pytest.param(
+            lambda core, rbac, adm: adm.delete_mutating_webhook_configuration(OPERATOR),
+            id="remove-its-webhook",
+        ),
+    ],
+)
+def test_operator_token_is_refused_what_it_may_not_do(
+    release: list[dict[str, Any]], kubeconfig: str, tmp_path: pathlib.Path, call: Any
+) -> None:
+    """Real calls, not only access reviews: the API server answers 403."""
+    with sa_client(kubeconfig, tmp_path, "operator") as api:
+        apis = (
+            client.CoreV1Api(api),
+            client.RbacAuthorizationV1Api(api),
+            client.AdmissionregistrationV1Api(api),
+        )
+        assert refused(lambda: call(*apis)) == 403
 
 
 def test_uninstall_removes_the_release_but_keeps_the_crds(kubeconfig: str, kube: Kube) -> None:
     """A fresh release of its own, installed then uninstalled."""
     path = pathlib.Path(kubeconfig)
     name, namespace = "fpct-gone", "fairpack-chart-gone"
-    values = {"operator": {"peering": "fpct-gone"}}
+    # The optional objects too, so the API server accepts them as well (a NetworkPolicy with a
+    # metrics peer, the dashboard ConfigMap, the webhook's Service, Secret and configuration).
+    values = {
+        "operator": {"peering": "fpct-gone", "webhook": {"enabled": True}},
+        "networkPolicy": {
+            "enabled": True,
+            "metricsNamespaceSelector": {"matchLabels": {"monitoring": "yes"}},
+        },
+        "dashboard": {"enabled": True},
+    }
     install = ["install", name, str(chart.CHART), "-n", namespace, "--create-namespace"]
     chart.helm(*install, *chart.set_args(values), kubeconfig=path)
     rbac = "rbac.authorization.k8s.io/v1"
@@ -435,8 +769,16 @@ def test_uninstall_removes_the_release_but_keeps_the_crds(kubeconfig: str, kube:
         (rbac, "ClusterRole", f"{name}-fairpack-operator", None),
         (rbac, "RoleBinding", f"{name}-fairpack-scheduler-authentication-reader", "kube-system"),
         ("apps/v1", "Deployment", f"{name}-fairpack-extender", namespace),
+        ("networking.k8s.io/v1", "NetworkPolicy", f"{name}-fairpack-extender", namespace),
+        ("v1", "ConfigMap", f"{name}-fairpack-dashboard", namespace),
+        (
+            "admissionregistration.k8s.io/v1",
+            "MutatingWebhookConfiguration",
+            f"{name}-fairpack-operator",
+            None,
+        ),
     ]
-    assert all(kube.get(*ref) is not None for ref in made)
+    assert [ref for ref in made if kube.get(*ref) is None] == []
     chart.helm("uninstall", name, "-n", namespace, "--wait", kubeconfig=path)
     assert [ref for ref in made if kube.get(*ref) is not None] == []
     assert (
@@ -445,21 +787,45 @@ def test_uninstall_removes_the_release_but_keeps_the_crds(kubeconfig: str, kube:
     kube.delete("v1", "Namespace", namespace)
 
 
-def test_plain_manifests_apply_to_the_cluster_and_delete_cleanly(kubeconfig: str, kube: Kube) -> None:
-    """manifests/fairpack.yaml, for users without Helm, is accepted as a whole (server-side apply);
-    its own objects are then deleted again (the CRDs, which other tests use, are left)."""
+def crds_removed(kube: Kube) -> None:
+    """Remove fairpack's CRDs (and so every fairpack object, finalizers dropped first: no operator
+    runs to remove them), as on a cluster that never had them."""
+    names = [yaml.safe_load(f.read_text())["metadata"]["name"] for f in sorted(chart.CRDS.glob("*.yaml"))]
+    for kind in ("LLMService", "SparkJob", "Tenant"):
+        for obj in kube.list(FAIRPACK, kind):
+            where = obj["metadata"].get("namespace")
+            kube.patch(
+                FAIRPACK, kind, obj["metadata"]["name"], {"metadata": {"finalizers": None}}, namespace=where
+            )
+    crd = "apiextensions.k8s.io/v1", "CustomResourceDefinition"
+    for name in names:
+        kube.delete(*crd, name)
+    testkit.wait_for(lambda: all(kube.get(*crd, n) is None for n in names), 60, what="the CRDs gone")
+
+
+def test_plain_manifests_install_on_a_cluster_without_the_crds_and_delete_cleanly(
+    kubeconfig: str, kube: Kube
+) -> None:
+    """README's install without Helm on a cluster without fairpack's CRDs: manifests/crds/ first,
+    wait until Established, then manifests/fairpack.yaml (server-side apply), whose
+    ClusterKopfPeering needs its CRD served. Its own objects are then deleted again (the CRDs, which
+    other tests use, stay)."""
+    crds_removed(kube)
     kubectl = [str(chart.kubectl_binary()), f"--kubeconfig={kubeconfig}"]
-    applied = subprocess.run(
-        [*kubectl, "apply", "--server-side", "-f", str(chart.PLAIN_MANIFEST)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*kubectl, *args], capture_output=True, text=True, check=False, timeout=120)
+
+    crds = run("apply", "--server-side", "-f", str(chart.CRDS))
+    assert crds.returncode == 0, crds.stderr
+    established = run("wait", "--for=condition=Established", "--timeout=60s", "-f", str(chart.CRDS))
+    assert established.returncode == 0, established.stderr
+    applied = run("apply", "--server-side", "-f", str(chart.PLAIN_MANIFEST))
     try:
         assert applied.returncode == 0, applied.stderr
         assert kube.get("apps/v1", "Deployment", "fairpack-extender", chart.NAMESPACE) is not None
         assert kube.get("v1", "ConfigMap", "fairpack-scheduler-config", chart.NAMESPACE) is not None
+        assert kube.get("kopf.dev/v1", "ClusterKopfPeering", "fairpack") is not None
     finally:
         subprocess.run(
             [

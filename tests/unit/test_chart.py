@@ -10,10 +10,13 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import kopf
 import pytest
 import yaml
+from cryptography import x509
 from fairpack_dev import chart
 
+from fairpack.operator import settings, spark_pods, webhook
 from fairpack.solver import gpumodels, labels
 
 pytestmark = pytest.mark.skipif(
@@ -211,6 +214,42 @@ def test_rendered_scheduler_configuration_is_accepted_by_kube_scheduler(
             id="foreign-resource",
         ),
         pytest.param({"scheduler": {"image": {"tag": "latest"}}}, "/scheduler/image/tag", id="version-tag"),
+        pytest.param(
+            {"scheduler": {"replicas": 2, "leaderElection": {"enabled": False}}},
+            "/scheduler/leaderElection/enabled",
+            id="replicas-without-leader-election",
+        ),
+        pytest.param(
+            {"operator": {"replicas": 2, "peering": ""}}, "/operator/peering", id="replicas-without-peering"
+        ),
+        pytest.param(
+            {"containerSecurityContext": {"runAsNonRoot": "yes"}},
+            "/containerSecurityContext/runAsNonRoot",
+            id="security-context-type",
+        ),
+        pytest.param(
+            {"podSecurityContext": {"runAsUsr": 1000}},
+            "'runAsUsr' not allowed",
+            id="pod-security-context-key",
+        ),
+        pytest.param(
+            {"containerSecurityContext": {"capabilities": {"drop": "ALL"}}},
+            "/containerSecurityContext/capabilities/drop",
+            id="capabilities-list",
+        ),
+        pytest.param(
+            {"operator": {"webhook": {"enabled": True, "failurePolicy": "Retry"}}},
+            "/operator/webhook/failurePolicy",
+            id="webhook-failure-policy",
+        ),
+        pytest.param(
+            {
+                "extender": {"tls": {"source": "secret", "secretName": "s"}},
+                "operator": {"webhook": {"enabled": True, "failurePolicy": "Ignore"}},
+            },
+            "/operator/webhook/tls",
+            id="webhook-secret",
+        ),
     ],
 )
 def test_a_wrong_value_fails_with_the_path_of_the_value(values: Mapping[str, Any], message: str) -> None:
@@ -249,13 +288,14 @@ def test_every_component_has_a_disruption_budget_selecting_its_pods(default_obje
         assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
 
 
-def test_extender_may_bind_and_annotate_pods_but_not_delete_them_nor_read_secrets(
+def test_extender_may_bind_pods_but_not_change_nor_delete_them_nor_read_secrets(
     default_objects: Objects,
 ) -> None:
+    """The Binding carries the device annotations, so the extender never patches a pod."""
     granted = rules(default_objects, "ClusterRole", "-extender")
     assert allows(granted, "create", "pods/binding")
-    assert allows(granted, "patch", "pods")
     assert allows(granted, "watch", "nodes")
+    assert not allows(granted, "patch", "pods")
     assert not allows(granted, "delete", "pods")
     assert not any("secrets" in r["resources"] or "*" in r["verbs"] for r in granted)
 
@@ -269,7 +309,35 @@ def test_operator_reads_no_secrets_and_writes_config_maps_only_in_its_namespace(
     assert not any("*" in r["verbs"] or "*" in r["resources"] for r in cluster_rules)
     role = chart.find(default_objects, "Role", "-operator")
     assert role["metadata"]["namespace"] == chart.NAMESPACE
-    assert allows(role["rules"], "create", "configmaps")
+    assert allows(role["rules"], "patch", "configmaps")
+
+
+def test_operator_may_pin_pods_through_the_status_subresource(default_objects: Objects) -> None:
+    """The fallback's pin writes status.nominatedNodeName (operator/fallback.py ``pin``)."""
+    assert allows(rules(default_objects, "ClusterRole", "-operator"), "patch", "pods/status")
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "group"),
+    [
+        pytest.param("update", "pods", "", id="no-put-on-pods"),
+        pytest.param("update", "sparkjobs", "fairpack.io", id="no-put-on-its-resources"),
+        pytest.param("patch", "llmservices/scale", "fairpack.io", id="no-scale-subresource"),
+        pytest.param("delete", "services", "", id="services-only-applied"),
+        pytest.param("list", "namespaces", "", id="cluster-wide-kopf-lists-no-namespaces"),
+        pytest.param("watch", "nodes", "", id="nodes-only-listed"),
+        pytest.param("list", "priorityclasses", "scheduling.k8s.io", id="no-priority-classes"),
+        pytest.param(
+            "create", "mutatingwebhookconfigurations", "admissionregistration.k8s.io", id="no-webhook"
+        ),
+    ],
+)
+def test_operator_is_granted_no_verb_its_code_does_not_use(
+    default_objects: Objects, verb: str, resource: str, group: str
+) -> None:
+    granted = rules(default_objects, "ClusterRole", "-operator")
+    granted += chart.find(default_objects, "Role", "-operator")["rules"]
+    assert not allows(granted, verb, resource, group)
 
 
 def test_scheduler_gets_the_upstream_scheduler_roles(default_objects: Objects) -> None:
@@ -317,3 +385,149 @@ def test_dashboard_config_map_holds_the_dashboard_json() -> None:
     dashboard = json.loads(config_map["data"]["fairpack.json"])
     assert dashboard == json.loads((chart.CHART / "dashboards" / "fairpack.json").read_text())
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_the_one_replica_cases_the_schema_rules_allow() -> None:
+    """The if/then rules bind only with more than one replica."""
+    chart.render({"scheduler": {"replicas": 1, "leaderElection": {"enabled": False}}})
+    chart.render({"operator": {"replicas": 1, "peering": ""}})
+
+
+def network_policy(objects: Objects, component: str) -> dict[str, Any]:
+    return chart.find(objects, "NetworkPolicy", f"-{component}")
+
+
+def test_default_network_policy_admits_only_the_scheduler_pods_to_the_extender() -> None:
+    objects = chart.render({"networkPolicy": {"enabled": True}})
+    scheduler = chart.find(objects, "Deployment", "-scheduler")["spec"]["selector"]["matchLabels"]
+    (rule,) = network_policy(objects, "extender")["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": scheduler}}]
+    assert rule["ports"] == [{"port": 8443, "protocol": "TCP"}]
+    # The operator: only the liveness port (the kubelet), no metrics peer without a selector.
+    (operator_rule,) = network_policy(objects, "operator")["spec"]["ingress"]
+    assert "from" not in operator_rule
+    assert operator_rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+
+
+def test_a_metrics_namespace_selector_adds_that_peer_only() -> None:
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    objects = chart.render({"networkPolicy": {"enabled": True, "metricsNamespaceSelector": monitoring}})
+    (rule,) = network_policy(objects, "extender")["spec"]["ingress"]
+    assert rule["from"][1:] == [{"namespaceSelector": monitoring}]
+    metrics_rules = [r for r in network_policy(objects, "operator")["spec"]["ingress"] if "from" in r]
+    assert metrics_rules == [
+        {"from": [{"namespaceSelector": monitoring}], "ports": [{"port": 9090, "protocol": "TCP"}]}
+    ]
+
+
+def test_plain_manifests_hold_no_crd_so_the_crds_are_applied_first() -> None:
+    kinds = {d["kind"] for d in yaml.safe_load_all(chart.PLAIN_MANIFEST.read_text()) if d}
+    assert "CustomResourceDefinition" not in kinds
+    assert "ClusterKopfPeering" in kinds  # the custom object that needs its CRD Established first
+
+
+def test_examples_name_only_priority_classes_the_examples_ship() -> None:
+    examples = chart.REPO / "manifests" / "examples"
+    shipped = {
+        d["metadata"]["name"]
+        for d in yaml.safe_load_all((examples / "priorityclasses.yaml").read_text())
+        if d and d["kind"] == "PriorityClass"
+    }
+    named = set()
+    for path in examples.glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            named |= set(_values_of(doc, "priorityClassName"))
+    assert named
+    assert named <= shipped
+
+
+def _values_of(node: Any, key: str) -> Iterator[Any]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == key:
+                yield v
+            yield from _values_of(v, key)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _values_of(item, key)
+
+
+def webhook_objects(values: Mapping[str, Any] | None = None) -> Objects:
+    return chart.render(
+        {"operator": {"webhook": {"enabled": True, "failurePolicy": "Fail", "port": 9443}}, **(values or {})}
+    )
+
+
+def test_webhook_configuration_calls_what_the_operator_serves(tmp_path: pathlib.Path) -> None:
+    """The chart's MutatingWebhookConfiguration against operator/webhook.py: the operator's settings
+    read from the rendered environment serve the handler at the configured path and port, with the
+    certificate the configuration's CA bundle trusts, and kopf is told not to manage a configuration."""
+    objects = webhook_objects()
+    (hook,) = chart.find(objects, "MutatingWebhookConfiguration")["webhooks"]
+    pod = chart.find(objects, "Deployment", "-operator")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    served = settings.from_env({e["name"]: e["value"] for e in container["env"] if "value" in e}).webhook
+    assert served.enabled
+    assert not served.manage
+    registry = kopf.OperatorRegistry()
+    webhook.register(registry, served, workdir=str(tmp_path))
+    (handler,) = registry._webhooks.get_all_handlers()
+
+    service = chart.find(objects, "Service", "-operator-webhook")
+    (port,) = service["spec"]["ports"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert hook["clientConfig"]["service"] == {
+        "name": service["metadata"]["name"],
+        "namespace": chart.NAMESPACE,
+        "path": f"/{handler.id}",
+        "port": port["port"],
+    }
+    assert ports[port["targetPort"]] == served.port
+    assert hook["failurePolicy"] == "Fail"
+    assert handler.operations is not None
+    assert handler.labels is not None
+    (rule,) = hook["rules"]
+    assert (rule["apiGroups"], rule["resources"], rule["operations"]) == (
+        [""],
+        ["pods"],
+        list(handler.operations),
+    )
+    # Only the executors the handler gates; the operator's own (labelled) executors never call it.
+    assert hook["objectSelector"]["matchLabels"] == dict(handler.labels)
+    assert hook["objectSelector"]["matchExpressions"] == [
+        {"key": spark_pods.JOB_LABEL, "operator": "DoesNotExist"}
+    ]
+
+    # The certificate the operator serves, from the mounted Secret, names the Service and is signed
+    # by the CA the configuration gives the API server.
+    mount = next(m for m in container["volumeMounts"] if served.certfile.startswith(m["mountPath"] + "/"))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    secret = chart.find(objects, "Secret", volume["secret"]["secretName"])
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"][served.certfile.rsplit("/", 1)[1]]))
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"{service['metadata']['name']}.{chart.NAMESPACE}.svc" in names.get_values_for_type(x509.DNSName)
+    cert.verify_directly_issued_by(ca)
+
+
+def test_webhook_certificate_comes_from_cert_manager_like_the_extenders() -> None:
+    objects = webhook_objects(
+        {"extender": {"tls": {"source": "certManager", "certManager": {"issuerName": "ca"}}}}
+    )
+    certificate = chart.find(objects, "Certificate", "-operator-webhook")
+    config = chart.find(objects, "MutatingWebhookConfiguration")
+    assert certificate["spec"]["issuerRef"]["name"] == "ca"
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        f"{chart.NAMESPACE}/{certificate['metadata']['name']}"
+    )
+    assert "caBundle" not in config["webhooks"][0]["clientConfig"]
+
+
+def test_no_webhook_objects_by_default(default_objects: Objects) -> None:
+    kinds = {o["kind"] for o in default_objects}
+    assert "MutatingWebhookConfiguration" not in kinds
+    env = chart.find(default_objects, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
+    assert not [e for e in env if e["name"].startswith("FAIRPACK_WEBHOOK_")]

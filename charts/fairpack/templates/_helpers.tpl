@@ -70,3 +70,31 @@ podAntiAffinity:
             {{- include "fairpack.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 12 }}
 {{- end -}}
 {{- end -}}
+
+{{/* The operator webhook Service's in-cluster DNS name: what its certificate names. */}}
+{{- define "fairpack.webhook.name" -}}{{ include "fairpack.operator.name" . }}-webhook{{- end -}}
+{{- define "fairpack.webhook.host" -}}
+{{ include "fairpack.webhook.name" . }}.{{ .Release.Namespace }}.svc
+{{- end -}}
+{{- define "fairpack.webhook.tlsSecret" -}}
+{{- if eq .Values.extender.tls.source "secret" -}}{{ .Values.operator.webhook.tls.secretName }}{{- else -}}{{ include "fairpack.webhook.name" . }}-tls{{- end -}}
+{{- end -}}
+
+{{/* A selfSigned Secret's data (tls.crt, tls.key, ca.crt, base64) as YAML: the Secret's current data
+when it exists, so the CA a client trusts stays valid across upgrades, else a new CA and certificate.
+Call with (dict "ctx" $ "secretName" ... "caName" ... "host" ... "dnsNames" (list ...) "ips" (list ...)). */}}
+{{- define "fairpack.selfSignedData" -}}
+{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .secretName }}
+{{- if and $existing (index $existing.data "ca.crt") -}}
+tls.crt: {{ index $existing.data "tls.crt" }}
+tls.key: {{ index $existing.data "tls.key" }}
+ca.crt: {{ index $existing.data "ca.crt" }}
+{{- else -}}
+{{- $days := int .ctx.Values.extender.tls.selfSignedDays }}
+{{- $ca := genCA .caName $days }}
+{{- $cert := genSignedCert .host .ips .dnsNames $days $ca -}}
+tls.crt: {{ $cert.Cert | b64enc }}
+tls.key: {{ $cert.Key | b64enc }}
+ca.crt: {{ $ca.Cert | b64enc }}
+{{- end -}}
+{{- end -}}
