@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime
 import json
 import os
 import pathlib
@@ -57,19 +58,46 @@ def cache_dir() -> pathlib.Path:
 
 
 DEFAULT_STATE_DIR = cache_dir() / "cluster"
+LOGS_ROOT = cache_dir() / "logs"
+"""Kept logs of test runs' clusters: one directory per run, ``last-run`` links to the newest."""
+
+
+def run_logs_dir(root: pathlib.Path = LOGS_ROOT, *, keep: int = 10) -> pathlib.Path:
+    """A new directory under ``root`` for one run's logs, linked as ``root/last-run``. Only the
+    newest ``keep`` run directories stay: runs (concurrent ones too) never overwrite each other's
+    logs, and the cache does not grow without end."""
+    root.mkdir(parents=True, exist_ok=True)
+    run = root / f"run-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-{os.getpid()}"
+    run.mkdir()
+    last = root / "last-run"
+    if last.is_dir() and not last.is_symlink():  # a copy, as kept before there were run directories
+        shutil.rmtree(last)
+    link = root / f".last-run-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(run.name)
+    link.replace(last)  # atomic: the link always names a whole run
+    runs = sorted(p for p in root.glob("run-*") if p.is_dir())  # by name: by start time
+    for old in runs[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return run
 
 
 class BinariesMissingError(RuntimeError):
     """A pinned binary is not built yet."""
 
 
-def binaries() -> dict[str, pathlib.Path]:
-    """Path of each binary the control plane runs, at the versions pinned in hack/versions.env."""
-    pins = dict(
+def versions() -> dict[str, str]:
+    """The pins of hack/versions.env by name (``KUBERNETES_VERSION``: ``v1.35.4``, ...)."""
+    return dict(
         line.split("=", 1)
         for line in VERSIONS.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
+
+
+def binaries() -> dict[str, pathlib.Path]:
+    """Path of each binary the control plane runs, at the versions pinned in hack/versions.env."""
+    pins = versions()
     bin_dir = cache_dir() / "bin"
     kube = bin_dir / f"kubernetes-{pins['KUBERNETES_VERSION']}"
     paths = {
@@ -161,6 +189,11 @@ class LocalCluster:
         return self.state_dir / "kubeconfig"
 
     @property
+    def logs(self) -> pathlib.Path:
+        """The directory of the components' logs, ``<component>.log`` each."""
+        return self.state_dir / "logs"
+
+    @property
     def ports(self) -> Ports:
         if self._ports is None:
             raise RuntimeError(f"cluster in {self.state_dir} is not up")
@@ -222,11 +255,25 @@ class LocalCluster:
         for name in reversed(COMPONENTS):
             self.component(name).stop(grace_s=self.settings.stop_grace_s)
 
-    def down(self) -> None:
-        """Stop every component and remove the state directory."""
+    def down(self, *, keep_logs: pathlib.Path | None = None) -> None:
+        """Stop every component and remove the state directory; with ``keep_logs``, first copy
+        the components' logs into that directory (created, or added to)."""
         self.stop()
+        if keep_logs is not None and self.logs.is_dir():
+            shutil.copytree(self.logs, keep_logs, dirs_exist_ok=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self._ports = None
+
+    def processes_left(self) -> dict[int, str]:
+        """Processes still running with a path under this cluster's state directory among their
+        arguments (pid: command line); empty after a clean ``stop``. Every component's arguments
+        name a file there, so this does not rely on the pid files."""
+        left = {}
+        for pid in processes.with_argument(f"{self.state_dir}{os.sep}"):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                args = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                left[pid] = args.decode(errors="replace").strip()
+        return left
 
     def __enter__(self) -> Self:
         return self.up()

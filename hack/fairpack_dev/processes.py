@@ -16,13 +16,22 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import FrameType
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
 """Components this process started, kept so they are reaped (and not warned about) when stopped."""
 _ended: dict[int, int] = {}
 """Return codes of those children once reaped, by pid (negative: the signal that ended them)."""
+
+
+KILL_WAIT_S = 30.0
+"""How long SIGKILLed processes may take to be gone (a process in uninterruptible sleep lingers)."""
+
+
+class StopError(RuntimeError):
+    """A component's processes survived SIGKILL (left in the process table, pid file kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +81,27 @@ class Component:
         return None
 
     def stop(self, *, grace_s: float) -> None:
-        """SIGTERM the component's process group, SIGKILL it after ``grace_s``; drop the pid file."""
+        """SIGTERM the component's process group, SIGKILL it after ``grace_s``; drop the pid file.
+
+        Returns once the process and everything else in its group (what it spawned) are gone."""
         pid = self.pid()
         if pid is not None:
             _signal_group(pid, signal.SIGTERM)
             if not self._wait_gone(pid, timeout_s=grace_s):
                 _signal_group(pid, signal.SIGKILL)
-                self._wait_gone(pid, timeout_s=None)
+                if not self._wait_gone(pid, timeout_s=KILL_WAIT_S):
+                    raise StopError(f"{self.name}: processes of group {pid} outlived SIGKILL")
         self.pid_file.unlink(missing_ok=True)
 
+    def _recorded_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().split()[0])
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+
     def _wait_gone(self, pid: int, *, timeout_s: float | None) -> bool:
-        """Whether the process ended within ``timeout_s`` (None: wait as long as it takes)."""
+        """Whether the process and its group ended within ``timeout_s`` (None: as long as it takes)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         proc = _children.pop(pid, None)
         if proc is not None:
             # Our own child: wait() reaps it (its /proc entry may vanish before it can be reaped).
@@ -91,19 +110,17 @@ class Component:
             except subprocess.TimeoutExpired:
                 _children[pid] = proc
                 return False
-            return True
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self.pid() is not None:
+        # A pgid is not reused while any member lives, so the group is still this component's.
+        while self.pid() is not None or group_members(pid):
             if deadline is not None and time.monotonic() > deadline:
                 return False
-            time.sleep(0.1)
+            time.sleep(0.05)
         return True
 
     def ending(self) -> str:
         """How the component's last process ended, as far as this process can tell."""
-        try:
-            pid = int(self.pid_file.read_text().split()[0])
-        except (FileNotFoundError, IndexError, ValueError):
+        pid = self._recorded_pid()
+        if pid is None:
             return "no pid file"
         code = _ended.get(pid)
         if code is None:
@@ -122,13 +139,53 @@ class Component:
 
 def running(pid: int, program: str) -> bool:
     """Whether ``pid`` is alive (not a zombie) and runs ``program``."""
+    stat = _stat(pid)
     try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
         cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
     except (FileNotFoundError, ProcessLookupError):
         return False
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X") and cmdline == program
+    return stat is not None and cmdline == program
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None and int(stat[2]) == pgid:
+                members.append(int(entry.name))
+    return members
+
+
+def with_argument(text: str) -> list[int]:
+    """Live (not zombie) processes, other than this one, with ``text`` in an argument.
+
+    Every component's command line names its state directory, so this finds them whatever
+    became of their pid files or process groups."""
+    found = []
+    needle = text.encode()
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if any(needle in arg for arg in args) and _stat(int(entry.name)) is not None:
+            found.append(int(entry.name))
+    return found
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, ...); None when
+    the process is gone or a zombie."""
+    try:
+        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields
 
 
 def _signal_group(pid: int, signum: signal.Signals) -> None:
@@ -171,3 +228,26 @@ def wait_healthy(component: Component, url: str, *, context: ssl.SSLContext | No
     raise StartError(
         f"{component.name} not healthy at {url} after {timeout_s} s; {component.log}:\n{component.tail()}"
     )
+
+
+def interrupt_on_sigterm() -> Callable[[], None]:
+    """Make SIGTERM raise KeyboardInterrupt in the main thread; returns a function that puts the
+    previous handler back.
+
+    Components run in sessions of their own, so a SIGTERM to the process that started them (a
+    CI timeout stopping pytest) does not reach them, and by default it ends that process without
+    its cleanup. As a KeyboardInterrupt, the cleanup (pytest's fixture teardown, ``finally``)
+    runs. Further SIGTERMs are ignored meanwhile, so they cannot cut that cleanup short."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # installed outside Python: the default is the nearest we can restore
+        previous = signal.SIG_DFL
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    return restore

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -282,3 +283,40 @@ def test_the_plans_config_map_is_the_one_the_operator_writes() -> None:
 
     assert views.PLANS_CONFIGMAP == fallback.PLANS_CONFIGMAP
     assert settings.OperatorSettings().namespace == views.DEFAULT_NAMESPACE
+
+
+def test_status_reads_the_record_the_operators_fallback_writes() -> None:
+    from fairpack.operator import fallback
+
+    solved: Any = SimpleNamespace(status="OPTIMAL", solve_s=0.5)
+    pending = [f"ns/hi-{i:02}" for i in range(30)]  # more than the record lists
+    found = fallback.entry(
+        now=NOW.timestamp() - 60,
+        outcome="blocked",
+        plan=solved,
+        counts=(0, 30),
+        pending=pending,
+        targets=dict.fromkeys(pending, "n1"),
+        victims=["ns/lo-1"],
+        execution=fallback.Execution("blocked", "ns/lo-1: disruption budget", ()),
+    )
+    data = {f"plan-{found['time_ns']}": json.dumps(found, sort_keys=True)}
+    kept = fallback.trimmed(data, history=5, max_bytes=fallback.RECORD_MAX_BYTES)
+    snapshot = views.Snapshot(plans=views.read_plans(kept), taken=NOW)
+    console = Console(width=250, record=True, color_system=None)
+    console.print(views.plans_view(snapshot))
+    row = next(line for line in console.export_text().splitlines() if "ago" in line)
+    assert row.split()[:11] == [
+        "1m",
+        "ago",
+        "blocked",
+        "0",
+        "->",
+        "30",
+        "30:",
+        "ns/hi-00,",
+        "ns/hi-01",
+        "+28",
+        "30",
+    ]
+    assert "ns/lo-1: disruption budget" in row
