@@ -7,7 +7,9 @@
 # Steps: kind (go install, pinned) -> node image of the pinned Kubernetes version (kind builds it
 # from the release) -> cluster -> fairpack image (Dockerfile) loaded into kind -> KWOK (the pinned
 # release's manifest) with hack/kwok/stages.yaml -> the chart (its fairpack-scheduler profile; the
-# extender ignorable, as on the local control plane) -> pytest -m cluster with FAIRPACK_KUBECONFIG.
+# extender ignorable, as on the local control plane; no operator replicas) -> pytest -m cluster with
+# FAIRPACK_KUBECONFIG (tests marked local_only, whose webhook on this machine kind's API server
+# cannot reach, skip).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,8 +61,11 @@ log "installing KWOK $KWOK_VERSION"
 "$kubectl" -n kube-system rollout status deployment/kwok-controller --timeout=180s
 "$kubectl" apply -f hack/kwok/stages.yaml
 
-log "installing the chart (release fairpack)"
+# The operator tests run their own operator (as on the local control plane): the chart's
+# operator is scaled to zero so that no second one acts on the same objects.
+log "installing the chart (release fairpack; operator scaled to 0)"
 "$helm" upgrade --install fairpack charts/fairpack --namespace fairpack-system --create-namespace \
-  --set image.tag="$version" --set scheduler.extender.ignorable=true --wait --timeout 5m
+  --set image.tag="$version" --set scheduler.extender.ignorable=true \
+  --set operator.replicas=0 --set operator.pdb.enabled=false --wait --timeout 5m
 
 FAIRPACK_KUBECONFIG="$kubeconfig" .venv/bin/pytest -m cluster tests/cluster "$@"

@@ -13,7 +13,8 @@ from fairpack_dev.testkit import Pod, wait_for
 
 from fairpack.solver import labels
 
-pytestmark = pytest.mark.cluster
+# local_only: the API server calls the webhook at 127.0.0.1 on this machine (not from kind).
+pytestmark = [pytest.mark.cluster, pytest.mark.local_only]
 __all__ = ["kube", "ns", "run_operator"]
 
 JOB_LABEL = "fairpack.io/sparkjob"
