@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +41,33 @@ def test_gpu_pod_of_the_fairpack_profile_runs_on_a_node_with_free_gpus(
     assert placed.spec.node_name in group.names
     assert placed.spec.node_name != big
     assert testkit.condition(placed, "Ready").status == "True"
+
+
+def test_api_server_reports_the_pinned_kubernetes_version(api: client.ApiClient) -> None:
+    # Built from the Go module, the binaries know their version only through the build's ldflags
+    # (else v0.0.0-master+$Format:%H$). On kind, its node image is built from the same pin.
+    pinned = localcluster.versions()["KUBERNETES_VERSION"]
+
+    assert client.VersionApi(api).get_code().git_version == pinned
+
+
+@pytest.mark.parametrize(
+    ("binary", "args"),
+    [
+        ("kube-controller-manager", ["--version"]),
+        ("kube-scheduler", ["--version"]),
+        ("kubectl", ["version", "--client"]),
+    ],
+)
+def test_other_kubernetes_binaries_report_the_pinned_version(binary: str, args: list[str]) -> None:
+    pinned = localcluster.versions()["KUBERNETES_VERSION"]
+
+    out = subprocess.run(
+        [str(localcluster.binaries()[binary]), *args], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+    # "Kubernetes v1.35.4" / "Client Version: v1.35.4"
+    assert re.search(rf"(?m)^(Kubernetes|Client Version:) {re.escape(pinned)}$", out), out
 
 
 def test_pod_asking_more_gpus_than_any_node_has_stays_pending_as_unschedulable(
