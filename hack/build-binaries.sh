@@ -64,7 +64,10 @@ wrapper_build() {
 }
 
 build_kubernetes() {
-  local v="$KUBERNETES_VERSION"
+  local v="$KUBERNETES_VERSION" dest="$cache/bin/kubernetes-$KUBERNETES_VERSION"
+  # Checked here too, before the module download below: a cached build needs neither the
+  # module cache nor the network.
+  if all_present "$dest" kube-apiserver kube-controller-manager kube-scheduler kubectl; then return; fi
   local minor="${v#v1.}"; minor="${minor%%.*}"
   # k8s.io/kubernetes points its staging modules at ./staging; a consumer must pin each
   # of them to the matching v0.X.Y tag instead.
@@ -79,7 +82,7 @@ build_kubernetes() {
     ldflags+=" -X $pkgpath.gitVersion=$v -X $pkgpath.gitMajor=1 -X $pkgpath.gitMinor=$minor"
     ldflags+=" -X $pkgpath.gitTreeState=clean -X $pkgpath.buildDate=$date"
   done
-  wrapper_build "$cache/bin/kubernetes-$v" "$v" "$edits" "$ldflags" \
+  wrapper_build "$dest" "$v" "$edits" "$ldflags" \
     kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
     kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
     kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
