@@ -88,7 +88,7 @@ docs-diagram:  ## render docs/architecture.svg from docs/architecture.dot (insta
 	command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz)
 	dot -Tsvg docs/architecture.dot -o docs/architecture.svg
 
-bench: $(VENV)/.installed  ## run every benchmark side by side with its baselines (figures: docs/benchmarks.md)
+bench: $(VENV)/.installed binaries  ## run every benchmark side by side with its baselines (figures: docs/benchmarks.md)
 	set -e; for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b; done
 
 kind-e2e: $(VENV)/.installed  ## (needs Docker) the same tests against a kind cluster
