@@ -1,7 +1,8 @@
 """``make demo``: a sequence of small, named steps on the local control plane.
 
-Stage 1 (this module): bring the cluster up in the default state directory (or reuse the one
-running there) with the 100-node GPU inventory, and show its nodes as the API reports them.
+Bring the cluster up in the default state directory (or reuse the one running there) with the
+100-node GPU inventory and show its nodes as the API reports them; then install fairpack with Helm,
+run it against the cluster with sample workloads and show it at work (``fairpack_dev.fairpack_up``).
 The cluster stays up (``make cluster-down`` stops it) unless ``--once`` is given.
 """
 

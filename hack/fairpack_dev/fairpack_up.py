@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import importlib.util
 import os
 import pathlib
 import ssl
@@ -166,11 +165,6 @@ def chart_scheduler_config(
 # --- Local processes ---------------------------------------------------------------------
 
 
-def extender_available() -> bool:
-    """Whether this checkout has the extender's entry point yet."""
-    return importlib.util.find_spec("fairpack.extender.main") is not None
-
-
 @contextmanager
 def process(
     args: Sequence[str], log: pathlib.Path, env: Mapping[str, str]
@@ -220,15 +214,8 @@ def components(
     processes; yields notes on what runs and what is missing."""
     notes: list[str] = []
     with ExitStack() as stack:
-        extender_url: str | None = None
-        if extender_available():
-            extender_url = stack.enter_context(extender(creds, workdir / "extender.log"))
-            notes.append(f"extender: local process on {extender_url} (TLS) as {RELEASE}-extender")
-        else:
-            notes.append(
-                "extender: NOT RUNNING - fairpack.extender.main is not in this checkout yet; the "
-                "fairpack-scheduler profile schedules GPU pods with kube-scheduler's own plugins only"
-            )
+        extender_url = stack.enter_context(extender(creds, workdir / "extender.log"))
+        notes.append(f"extender: local process on {extender_url} (TLS) as {RELEASE}-extender")
         scheduler_config = local_scheduler_config(
             chart_scheduler_config(kubeconfig),
             kubeconfig=creds.scheduler,
