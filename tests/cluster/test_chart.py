@@ -474,6 +474,7 @@ def executor_of(driver: dict[str, Any], name: str) -> dict[str, Any]:
     return pod
 
 
+@pytest.mark.local_only  # the API server calls the webhook at 127.0.0.1 on this machine
 def test_operator_token_queues_a_sparkjob_and_its_webhook_gates_the_drivers_executors(
     release: list[dict[str, Any]],
     kubeconfig: str,
