@@ -65,10 +65,16 @@ def test_tenant_is_cluster_scoped() -> None:
 
 
 def test_examples_use_only_kinds_the_crds_define() -> None:
+    """Besides fairpack's kinds, the examples hold only the PriorityClasses they name."""
     kinds = {crd["spec"]["names"]["kind"] for crd in FAIRPACK_CRDS.values()}
-    used = {
-        doc["kind"]
+    docs = [
+        doc
         for path in (ROOT / "manifests" / "examples").glob("*.yaml")
         for doc in yaml.safe_load_all(path.read_text())
+    ]
+    used = {doc["kind"] for doc in docs if doc["apiVersion"].startswith("fairpack.io/")}
+    others = {
+        (doc["apiVersion"], doc["kind"]) for doc in docs if not doc["apiVersion"].startswith("fairpack.io/")
     }
     assert used == kinds
+    assert others == {("scheduling.k8s.io/v1", "PriorityClass")}
