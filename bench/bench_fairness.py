@@ -10,8 +10,11 @@ compares), the p90, DVR and Jain's index; then a summary of UWFQ's best variant.
 class otherwise, and ``tiny`` + ``small`` (standalone < 60 s) in the Google-like trace.
 
     .venv/bin/python bench/bench_fairness.py [--quick]
+    .venv/bin/python bench/bench_fairness.py --scale 10000
 
-``--quick`` skips the partitioned Google-like runs (most of the run time).
+``--quick`` skips the partitioned Google-like runs (most of the run time). ``--scale N`` only
+times the simulator: a Google-like trace of N jobs (``workloads.google_like(jobs=N)``) under
+every policy, the CPU seconds to simulate and to compute the figures.
 """
 
 from __future__ import annotations
@@ -129,13 +132,37 @@ def summary_table(results: Sequence[tuple[Case, list[Row]]]) -> Table:
     return table
 
 
+def scale_table(jobs: int) -> Table:
+    """CPU seconds to simulate a Google-like trace of ``jobs`` jobs under each policy (CPU time,
+    not wall time: the benchmark machine is shared)."""
+    workload = workloads.google_like(jobs=jobs)
+    started = time.process_time()
+    fair = metrics.fair_finish_times(workload)
+    fluid_s = time.process_time() - started
+    tasks = sum(j.tasks for j in workload.jobs)
+    table = Table(title=f"{len(workload.jobs)} jobs, {tasks} tasks; fluid model {fluid_s:.2f} CPU s")
+    for column in ("policy", "simulate (CPU s)", "figures (CPU s)"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for name in policies.NAMES:
+        started = time.process_time()
+        result = simulator.run(workload, name)
+        ran = time.process_time()
+        metrics.figures(result, fair=fair)
+        table.add_row(name, f"{ran - started:.2f}", f"{time.process_time() - ran:.2f}")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="skip the partitioned Google-like runs")
+    parser.add_argument("--scale", type=int, metavar="JOBS", help="only time the simulator on JOBS jobs")
     args = parser.parse_args()
     console = Console()
+    if args.scale is not None:
+        console.print(scale_table(args.scale))
+        return
     results = []
     for case in CASES:
         partitions: list[float | None] = [None, PARTITION_S]
