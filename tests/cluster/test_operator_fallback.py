@@ -2,7 +2,8 @@
 8-GPU nodes, and a high-priority 8-GPU pod kube-scheduler leaves pending (neither node has room,
 preemption cannot help between equal priorities). The fallback moves one pod, the minimum, through
 the Eviction API; in dry-run it only records; a PodDisruptionBudget that allows no disruption keeps
-it from planning any eviction; and a standby replica of a peered pair does nothing until it leads."""
+it from planning any eviction; a standby replica of a peered pair does nothing until it leads;
+and pods of another scheduler are never moved."""
 
 from __future__ import annotations
 
@@ -70,7 +71,11 @@ class Scenario:
 
 
 @pytest.fixture
-def scenario(kube: Kube, ns: str, gpu_nodes: Callable[..., Any]) -> Iterator[Scenario]:
+def scenario(
+    request: pytest.FixtureRequest, kube: Kube, ns: str, gpu_nodes: Callable[..., Any]
+) -> Iterator[Scenario]:
+    """The scenario; the 4-GPU pods use the scheduler given as the fixture's param (fairpack's)."""
+    scheduler = getattr(request, "param", labels.SCHEDULER_NAME)
     group = gpu_nodes("h100", count=2)  # 8 GPUs each, tainted for this test only
     priority = f"{ns}-high"
     kube.create(
@@ -85,6 +90,7 @@ def scenario(kube: Kube, ns: str, gpu_nodes: Callable[..., Any]) -> Iterator[Sce
     def deployment(name: str, avoid: str | None = None) -> dict[str, Any]:
         pod = Pod(name, ns).fairpack().gpus(4).on(group).label(app="half").manifest()
         pod["spec"]["priorityClassName"] = priority
+        pod["spec"]["schedulerName"] = scheduler
         if avoid:
             term = {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [avoid]}
             pod["spec"]["affinity"] = {
@@ -245,3 +251,16 @@ def test_a_standby_replica_neither_plans_nor_evicts_until_it_leads(
         assert_moved_one_pod(scenario)
     finally:
         kube.delete("kopf.dev/v1", "ClusterKopfPeering", peering)
+
+
+@pytest.mark.parametrize("scenario", ["default-scheduler"], indirect=True)
+def test_pods_of_another_scheduler_are_never_moved(
+    scenario: Scenario, run_operator: Callable[..., Any]
+) -> None:
+    run_operator(FAIRPACK_NAMESPACE=scenario.ns, **FAST)
+    plans = wait_for(scenario.plans, 60, what="a recorded plan")
+    assert plans[0]["outcome"] == "no_gain", plans
+    assert plans[0]["evictions"] == []
+    wait_for(lambda: len(scenario.plans()) >= 2, 60, what="another pass")
+    assert {p["outcome"] for p in scenario.plans()} == {"no_gain"}
+    scenario.assert_untouched()
