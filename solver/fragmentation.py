@@ -34,13 +34,23 @@ class TaskType:
     whole: int
     """Whole GPUs it takes (0 for a MIG task)."""
     mig_class: int
-    """Profile class of its MIG instance; -1 for a whole-GPU task."""
+    """Profile class of its MIG instance, the same on every model; -1 for a whole-GPU task or one
+    named by ``mig_profile``."""
     weight: float
     """Popularity: share of the workload's GPU tasks of this type."""
     cpu: int = 0
     """Typical (median) cpu request, millicores."""
     memory: int = 0
     """Typical (median) memory request, bytes."""
+    mig_profile: str | None = None
+    """Profile name of its MIG instance (pods' tasks): its class is the one on each node's GPU model,
+    as a name means another geometry on another model."""
+
+    def class_on(self, gpu_model: gpumodels.GpuModel) -> int:
+        """Its MIG profile's class on ``gpu_model``; -1 for a whole-GPU task or a profile it has not."""
+        if self.mig_profile is not None:
+            return occ.profile_class(gpu_model, self.mig_profile)
+        return self.mig_class
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,21 +61,22 @@ class Workload:
     def of(cls, demands: Iterable[occ.Demand], *, resources: tuple[str, ...]) -> Workload:
         """The GPU task types of ``demands`` with their popularity (pods without GPUs are left out)."""
         cpu, memory = _position(resources, "cpu"), _position(resources, "memory")
-        groups: defaultdict[tuple[int, int], list[occ.Demand]] = defaultdict(list)
+        groups: defaultdict[tuple[int, str], list[occ.Demand]] = defaultdict(list)
         for d in demands:
-            if d.whole or d.mig_class >= 0:
+            if d.whole or d.mig_profile is not None:
                 groups[d.gpu_signature].append(d)
         total = sum(len(g) for g in groups.values())
         return cls(
             tuple(
                 TaskType(
                     whole,
-                    cls_,
+                    -1,
                     len(group) / total,
                     _median(group, cpu),
                     _median(group, memory),
+                    mig_profile=profile or None,
                 )
-                for (whole, cls_), group in sorted(groups.items())
+                for (whole, profile), group in sorted(groups.items())
             )
         )
 
@@ -84,13 +95,17 @@ def gpu_fragments(key: occ.NodeKey, workload: Workload) -> tuple[float, list[flo
     free = sum(occ.gpu_capacity(g) for g in gpus)
     whole_free = sum(1 for kind, held, _ in gpus if kind != occ.Kind.STATIC and held == 0)
     gpu_model = gpumodels.by_name(model_name) if model_name else None
-    classes = [t.mig_class for t in workload.types if t.mig_class >= 0]
+    # Classes on this key's model: a profile name means other geometry on another model.
+    task_classes = [t.class_on(gpu_model) if gpu_model is not None else -1 for t in workload.types]
+    classes = [c for c in task_classes if c >= 0]
     fragments = []
-    for task in workload.types:
+    for task, cls in zip(workload.types, task_classes, strict=True):
         if task.whole:
             fragments.append(free if whole_free < task.whole else free - whole_free)
+        elif cls < 0:  # the model has no such profile: every free GPU is useless to the task
+            fragments.append(free)
         else:
-            fragments.append(sum(_mig_fragment(g, task.mig_class, classes, gpu_model) for g in gpus))
+            fragments.append(sum(_mig_fragment(g, cls, classes, gpu_model) for g in gpus))
     return free, fragments
 
 

@@ -13,6 +13,11 @@ A GPU is one of three kinds:
 
 Nodes whose GPUs are in the same state share a *GPU key*; keys are interned to small integers so
 scorers can compute once per key what does not depend on cpu and memory.
+
+A MIG profile name is resolved to its geometry class on each GPU's own model: the same name can
+mean another geometry on another model (``1g.10gb`` is the single-slot 1g on an A100-80GB, the
+double-memory two-slot 1g on an A100-40GB). Layouts are resolved per GPU; a pod's request per
+node, through one small class table per catalogue model.
 """
 
 from __future__ import annotations
@@ -56,12 +61,19 @@ class Demand:
     """Scalar requests, position by position with ``Occupancy.resources``."""
     whole: int = 0
     require_island: bool = False
-    mig_class: int = -1
-    """Profile class of its MIG request; -1 for none."""
+    mig_profile: str | None = None
+    """Profile name of its MIG request (full or compute part); None for none."""
+    mig_classes: IntArray | None = None
+    """Per node position, that profile's class on the node's GPU model (-1: the model has none)."""
 
     @property
-    def gpu_signature(self) -> tuple[int, int]:
-        return (self.whole, self.mig_class)
+    def gpu_signature(self) -> tuple[int, str]:
+        """What its GPU request is, for grouping: whole GPUs and MIG profile name ("" for none)."""
+        return (self.whole, self.mig_profile or "")
+
+    def mig_class(self, node: int) -> int:
+        """Class of its MIG profile on node ``node``'s GPU model; -1 without a MIG request or there."""
+        return -1 if self.mig_classes is None else int(self.mig_classes[node])
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +86,20 @@ class Assignment:
     """(GPU position, profile class, start slot) of its MIG instance."""
 
 
-def profile_class(name: str) -> int:
-    """The geometry class of a profile name (``3g.40gb`` or ``3g``); ValueError if no model has it."""
-    for gpu_model in gpumodels.MODELS:
-        profile = mig.resolve(gpu_model, name)
-        if profile is not None:
-            return gpu_model.mig_profiles.index(profile)
-    raise ValueError(f"no GPU model has a MIG profile {name!r}")
+@functools.cache
+def profile_class(gpu_model: gpumodels.GpuModel, name: str) -> int:
+    """The geometry class of profile ``name`` (``3g.40gb`` or ``3g``) on ``gpu_model``; -1 if it has none.
+
+    Resolved on the given model only: ``1g.10gb`` is class 0 on an A100-80GB, class 1 on an A100-40GB.
+    """
+    profile = mig.resolve(gpu_model, name)
+    return -1 if profile is None else gpu_model.mig_profiles.index(profile)
+
+
+def known_profile(name: str) -> None:
+    """ValueError if no catalogue model has a MIG profile ``name`` (a typo, not a model mismatch)."""
+    if all(profile_class(m, name) < 0 for m in gpumodels.MODELS):
+        raise ValueError(f"no GPU model has a MIG profile {name!r}")
 
 
 def gpu_capacity(key: GpuKey) -> float:
@@ -119,6 +138,15 @@ class Occupancy:
         self.schedulable: BoolArray = np.array([not n.unschedulable for n in nodes], dtype=np.bool_)
         self.kinds = [[_kind(n, g, dynamic_mig=dynamic_mig) for g in n.gpus] for n in nodes]
         self.layouts = [[_layout(n, g) for g in n.gpus] for n in nodes]
+        # Each node's GPU model as a position in ``_models`` (the last entry, None, for no model):
+        # a profile's per-node classes are then one lookup in a per-model table.
+        node_models = [_node_model(n) for n in nodes]
+        self._models: list[gpumodels.GpuModel | None] = [*dict.fromkeys(m for m in node_models if m), None]
+        self._model_of: IntArray = np.array(
+            [self._models.index(m) for m in node_models], dtype=np.int64
+        ).reshape(len(nodes))
+        self._rows: IntArray = np.arange(len(nodes), dtype=np.int64)
+        self._classes: dict[str, IntArray] = {}
         self.held = [[0] * len(n.gpus) for n in nodes]
         self.gpu_total: FloatArray = np.array(
             [
@@ -147,8 +175,25 @@ class Occupancy:
         gpu = pod.gpu
         if gpu is None:
             return Demand(pod, requests)
-        mig_class = profile_class(gpu.mig_profile) if gpu.mig_profile is not None else -1
-        return Demand(pod, requests, gpu.count, gpu.require_island, mig_class)
+        if gpu.mig_profile is None:
+            return Demand(pod, requests, gpu.count, gpu.require_island)
+        return Demand(
+            pod, requests, gpu.count, gpu.require_island, gpu.mig_profile, self.mig_classes(gpu.mig_profile)
+        )
+
+    def mig_classes(self, name: str) -> IntArray:
+        """Per node, the class of MIG profile ``name`` on its GPU model (-1 where it has none).
+
+        ValueError if no catalogue model has the profile.
+        """
+        found = self._classes.get(name)
+        if found is None:
+            known_profile(name)
+            table = np.array(
+                [profile_class(m, name) if m is not None else -1 for m in self._models], dtype=np.int64
+            )
+            found = self._classes[name] = table[self._model_of]
+        return found
 
     def candidates(self, demand: Demand) -> IntArray:
         """Positions of the nodes where ``demand`` fits now, in node order."""
@@ -157,8 +202,10 @@ class Occupancy:
             fit &= self.used[:, r] + demand.requests[r] <= self.allocatable[:, r]
         if demand.whole:
             fit &= self.free_whole >= demand.whole
-        if demand.mig_class >= 0:
-            fit &= self.mig_ok[:, demand.mig_class]
+        if demand.mig_classes is not None:
+            classes = demand.mig_classes
+            # -1 (no such profile on the node's model) reads the last column, then is masked out.
+            fit &= (classes >= 0) & self.mig_ok[self._rows, classes]
         found = np.flatnonzero(fit)
         if demand.require_island:
             found = np.array(
@@ -186,7 +233,10 @@ class Occupancy:
         return Assignment(i, tuple(position[g] for g in chosen))
 
     def mig_options(self, i: int, mig_class: int) -> list[Assignment]:
-        """Every place a new instance of ``mig_class`` could take on node ``i``."""
+        """Every place a new instance of ``mig_class`` could take on node ``i``.
+
+        ``mig_class`` is a class on node ``i``'s model: ``demand.mig_class(i)`` for a pod.
+        """
         options: list[Assignment] = []
         for p, kind in enumerate(self.kinds[i]):
             held = self.held[i][p]
@@ -205,8 +255,8 @@ class Occupancy:
             found = self.whole_gpus(i, demand)
             assert found is not None, "candidates() only offers nodes with the GPUs"
             return found
-        if demand.mig_class >= 0:
-            return self.mig_options(i, demand.mig_class)[0]
+        if demand.mig_profile is not None:
+            return self.mig_options(i, demand.mig_class(i))[0]
         return Assignment(i)
 
     # --- updates ----------------------------------------------------------------------------
@@ -308,5 +358,32 @@ def _kind(node: model.Node, gpu: model.Gpu, *, dynamic_mig: bool) -> Kind:
     return Kind.WHOLE
 
 
+def _node_model(node: model.Node) -> gpumodels.GpuModel | None:
+    # The model a node key names: a node's GPUs are of one model.
+    return next((g.model for g in node.gpus if g.model is not None), None)
+
+
 def _layout(node: model.Node, gpu: model.Gpu) -> tuple[tuple[int, int], ...]:
-    return tuple(sorted((profile_class(i.profile), i.start) for i in node.mig if i.gpu == gpu.index))
+    """The GPU's configured instances as (class, start), each resolved on the GPU's own model."""
+    mine = [i for i in node.mig if i.gpu == gpu.index]
+    if not mine:
+        return ()
+    if gpu.model is None:
+        raise ValueError(f"node {node.name}: GPU {gpu.index} has MIG instances but no known GPU model")
+    return layout_classes(gpu.model, mine)
+
+
+def layout_classes(
+    gpu_model: gpumodels.GpuModel, instances: Sequence[model.MigInstance]
+) -> tuple[tuple[int, int], ...]:
+    """Configured ``instances`` of one GPU of ``gpu_model`` as sorted (class, start) pairs.
+
+    ValueError for a profile the model has not (layouts are validated against the model on reading).
+    """
+    pairs = []
+    for instance in instances:
+        cls = profile_class(gpu_model, instance.profile)
+        if cls < 0:
+            raise ValueError(f"GPU {instance.gpu}: {gpu_model.name} has no MIG profile {instance.profile!r}")
+        pairs.append((cls, instance.start))
+    return tuple(sorted(pairs))

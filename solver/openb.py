@@ -89,8 +89,13 @@ def gpu_demand(pod: model.Pod) -> float:
     if pod.gpu is None:
         return 0.0
     if pod.gpu.mig_profile is not None:
-        profile = gpumodels.MODELS[0].mig_profiles[occ.profile_class(pod.gpu.mig_profile)]
-        return profile.size / gpumodels.MIG_SLOTS
+        # Its size on the first catalogue model with the profile: openb names profiles by compute
+        # part, the same geometry on every model; a full name is model-specific, and inflation
+        # only needs an estimate.
+        name = pod.gpu.mig_profile
+        occ.known_profile(name)
+        gpu_model = next(m for m in gpumodels.MODELS if occ.profile_class(m, name) >= 0)
+        return gpu_model.mig_profiles[occ.profile_class(gpu_model, name)].size / gpumodels.MIG_SLOTS
     return float(pod.gpu.count)
 
 

@@ -96,7 +96,8 @@ class BestFit:
     ) -> occ.Assignment:
         free = _free_fractions(occupancy, demand, candidates)
         total = occupancy.gpu_total[candidates]
-        taking = demand.whole + (0.5 if demand.mig_class >= 0 else 0.0)  # any MIG instance: about half
+        # Any MIG instance counts as about half a GPU.
+        taking = demand.whole + (0.5 if demand.mig_profile is not None else 0.0)
         gpu_free = np.divide(
             occupancy.gpu_free[candidates] - taking, total, out=np.zeros_like(total), where=total > 0
         )
@@ -114,7 +115,7 @@ class Fgd:
 
     table: fragmentation.Table
     name: str = "fairpack"
-    _choices: dict[tuple[int, tuple[int, int]], Choice] = field(default_factory=dict)
+    _choices: dict[tuple[int, tuple[int, str]], Choice] = field(default_factory=dict)
 
     def choose(
         self, occupancy: occ.Occupancy, demand: occ.Demand, candidates: occ.IntArray
@@ -138,8 +139,8 @@ class Fgd:
         found = self._choices.get(memo)
         if found is not None:
             return found
-        if demand.mig_class >= 0:
-            options = occupancy.mig_options(node, demand.mig_class)
+        if demand.mig_profile is not None:
+            options = occupancy.mig_options(node, demand.mig_class(node))
             after = np.array(
                 [occupancy.intern(occupancy.key_after(node, o)) for o in options], dtype=np.int64
             )

@@ -102,15 +102,27 @@ def test_two_gpu_pods_share_an_island_so_a_four_gpu_pod_still_finds_one_whole() 
 
 # --- replay invariants ------------------------------------------------------------------------
 
-LAYOUTS = (
-    (),
-    (model.MigInstance(0, "4g.40gb", 0), model.MigInstance(0, "3g.40gb", 4)),
-    (
-        model.MigInstance(1, "1g.10gb", 0),
-        model.MigInstance(1, "1g.10gb", 1),
-        model.MigInstance(1, "2g.20gb", 2),
+LAYOUTS = {
+    # Valid on each model (layouts are validated against the node's model on reading).
+    H100: (
+        (),
+        (model.MigInstance(0, "4g.40gb", 0), model.MigInstance(0, "3g.40gb", 4)),
+        (
+            model.MigInstance(1, "1g.10gb", 0),
+            model.MigInstance(1, "1g.10gb", 1),
+            model.MigInstance(1, "2g.20gb", 2),
+        ),
     ),
-)
+    A100: (
+        (),
+        (model.MigInstance(0, "4g.20gb", 0), model.MigInstance(0, "3g.20gb", 4)),
+        (
+            model.MigInstance(1, "1g.10gb", 0),  # the two-slot 1g on this model
+            model.MigInstance(1, "1g.5gb", 2),
+            model.MigInstance(1, "2g.10gb", 4),
+        ),
+    ),
+}
 REQUESTS = st.sampled_from(
     [
         None,
@@ -122,6 +134,7 @@ REQUESTS = st.sampled_from(
         model.GpuRequest(mig_profile="3g"),
         model.GpuRequest(mig_profile="4g"),
         model.GpuRequest(mig_profile="7g"),
+        model.GpuRequest(mig_profile="1g.10gb"),  # one slot on the H100, two on the A100-40GB
     ]
 )
 
@@ -131,11 +144,10 @@ def clusters(draw: st.DrawFn) -> tuple[list[model.Node], list[model.Pod]]:
     nodes = []
     for i in range(draw(st.integers(1, 4))):
         gpus = draw(st.sampled_from([0, 2, 4]))
-        layout = draw(st.sampled_from(LAYOUTS)) if gpus else ()
+        gpu_model = draw(st.sampled_from([H100, A100]))
+        layout = draw(st.sampled_from(LAYOUTS[gpu_model])) if gpus else ()
         islands = ((0, 1), (2, 3)) if gpus == 4 and draw(st.booleans()) else ()
-        nodes.append(
-            node(f"n{i}", gpus, gpu_model=draw(st.sampled_from([H100, A100])), mig=layout, islands=islands)
-        )
+        nodes.append(node(f"n{i}", gpus, gpu_model=gpu_model, mig=layout, islands=islands))
     pods = []
     for i in range(draw(st.integers(0, 25))):
         created = draw(st.integers(0, 20))
@@ -175,6 +187,11 @@ def test_no_policy_overcommits_a_resource_or_a_mig_slot_and_every_pod_is_placed_
             assert kind != occ.Kind.WHOLE
             if kind == occ.Kind.STATIC:
                 assert (cls, start) in cluster.layouts[n][g]
+            assert p.gpu is not None
+            assert p.gpu.mig_profile is not None
+            gpu_model = nodes[n].gpus[g].model
+            assert gpu_model is not None
+            assert gpu_model.mig_profiles[cls] == mig.resolve(gpu_model, p.gpu.mig_profile)
             taken.append((g, mig.mask(H100.mig_profiles[cls], start)))
         for g, bits in taken:
             assert not slots.get((n, g), 0) & bits, f"{key} overlaps on node {n} GPU {g}"
