@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from fairpack.extender import view as cv
 from fairpack.extender.index import ShapeIndex, Verdict
-from fairpack.solver import fragmentation, gpumodels, labels, mig, model, stranding, topology
+from fairpack.solver import fragmentation, labels, mig, model, stranding, topology
 from fairpack.solver import occupancy as occ
 
 log = logging.getLogger(__name__)
@@ -143,21 +143,13 @@ def _node_key(
     for gpu in node.gpus:
         if gpu.index in mig_gpus and gpu.model is not None:
             mine = [i for i in node.mig if i.gpu == gpu.index]
-            layout = tuple(sorted((_profile_class(gpu.model, i.profile), i.start) for i in mine))
+            layout = occ.layout_classes(gpu.model, mine)
             held = mig.used_mask(gpu.model, [i for i in mine if i in taken])
             gpus.append((occ.Kind.STATIC, held, layout))
         else:
             gpus.append((occ.Kind.WHOLE, 0 if gpu.index in free_gpus else mig.FULL, ()))
     name = next((g.model.name for g in node.gpus if g.model is not None), "")
     return name, tuple(sorted(gpus))
-
-
-@functools.cache
-def _profile_class(gpu_model: gpumodels.GpuModel, name: str) -> int:
-    """The geometry class of profile ``name`` on ``gpu_model``. Resolved on the node's own model: a
-    name can mean another geometry on another model (1g.10gb is one slot on an A100-80GB, two
-    on an A100-40GB)."""
-    return gpu_model.mig_profiles.index(gpu_model.profile(name))
 
 
 @functools.lru_cache(maxsize=65536)
