@@ -22,7 +22,8 @@ class Goal:
     The stage optimises ``scale * primary + secondary``; ``secondary`` lies in ``[0, scale)``, so
     it only breaks ties in ``primary``. It keeps lower tiers in the picture: with ``primary``
     alone, presolve may legitimately drop every lower-priority pod (they do not count), and the
-    next stage would start from that empty solution instead of a good one.
+    next stage would start from that empty solution instead of a good one. Optionally it also
+    counts running pods left in place, below every lower-tier pod (see :func:`goals`).
     """
 
     name: str
@@ -40,13 +41,26 @@ class Goal:
     packing that already fixes most of them, are usually proven in a few tens of milliseconds."""
 
 
-def goals(m: PackingModel) -> list[Goal]:
-    """The stages in order: each priority from the highest, then disturbance."""
+def goals(m: PackingModel, *, stays: bool = False) -> list[Goal]:
+    """The stages in order: each priority from the highest, then disturbance.
+
+    ``stays``: a tier stage breaks its ties by lower-tier pods placed first, then by running pods
+    left in place, so the packing it hands on already moves few pods (the disturbance stage gets
+    what is left of the window, often too little to undo a packing that moves a hundred pods for
+    nothing). With R running free pods, stays lie in [0, R], so lower-tier pods are weighted R + 1
+    and ``scale`` grows by the same factor: ``secondary`` stays below ``scale``. Not free: the
+    search then also takes steps that only keep more pods in place, and an unproven tier stage at
+    1 s is still finding pods at the end of its share, so its value can come out lower (measured
+    differences were within run-to-run noise, not shown to be zero: docs/benchmarks.md).
+    """
     found = []
+    weight = m.running_total() + 1 if stays else 1
     for p in m.priorities():
         lower = [c for c, cls in enumerate(m.classes) if cls.priority < p]
-        secondary = cp_model.LinearExpr.sum([m.placed(c) for c in lower])
-        scale = 1 + sum(len(m.classes[c].members) for c in lower)
+        secondary = weight * cp_model.LinearExpr.sum([m.placed(c) for c in lower])
+        if stays:
+            secondary += m.stays()
+        scale = weight * (1 + sum(len(m.classes[c].members) for c in lower))
         found.append(
             Goal(f"priority {p}", placed_at(m, p), True, secondary, scale, placed_bound(m, p), weight=4)
         )

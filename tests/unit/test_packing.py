@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from ortools.sat.python import cp_model_helper
 
 from fairpack.solver import gpumodels, packing
-from fairpack.solver.packing import greedy, validate
+from fairpack.solver.packing import greedy, objectives, validate
 from fairpack.solver.packing import instance as inst
+from fairpack.solver.packing.model import PackingModel
 
 RESOURCES = ("cpu", "memory", "pods")
 SETTINGS = packing.Settings(window_s=1.0, num_workers=1)
@@ -88,6 +90,47 @@ def test_higher_tier_is_never_traded_for_several_lower_ones() -> None:
     plan = solve(cluster)
     assert plan.placed_by_priority[2].after == 1
     assert plan.placed_by_priority[1].after == 1
+
+
+def _at(cluster: inst.Instance, where: dict[str, int]) -> inst.Assignment:
+    nodes = [where.get(p.key.removeprefix("ns/")) for p in cluster.pods]
+    return inst.Assignment.of(nodes, [None] * len(cluster.pods))
+
+
+def _objective(model: PackingModel, goal: objectives.Goal, at: inst.Assignment) -> int:
+    """What a stage maximising ``goal`` scores for the assignment ``at`` (read from its complete hint)."""
+    model.hint(at)
+    hint = model.cp.proto.solution_hint
+    values = dict(zip(hint.vars, hint.values, strict=True))
+    flat = cp_model_helper.FlatIntExpr(goal.scale * goal.primary + goal.secondary)
+    return int(flat.offset + sum(c * values[v.index] for v, c in zip(flat.vars, flat.coeffs, strict=True)))
+
+
+def test_with_keep_in_place_a_tier_stage_ranks_lower_tiers_first_then_pods_left_in_place() -> None:
+    # Two identical nodes, a and b on one each; "big" (lower tier) needs a whole node; c fits beside b.
+    both = frozenset({0, 1})
+    cluster = inst.Instance(
+        RESOURCES,
+        (node("n0"), node("n1")),
+        (
+            pod("a", 500, 1, on=0, where=both),
+            pod("b", 400, 1, on=1, where=both),
+            pod("big", 1000, 0, where=both),
+            pod("c", 600, 1, where=both),
+        ),
+    )
+    kept, swapped = _at(cluster, {"a": 0, "b": 1}), _at(cluster, {"a": 1, "b": 0})
+    packed = _at(cluster, {"a": 1, "b": 1, "big": 0})
+    more = _at(cluster, {"a": 0, "b": 1, "c": 1})
+    model = PackingModel(cluster)
+    tier = objectives.goals(model, stays=True)[0]
+    assert tier.name == "priority 1"
+    # Moving a and b for nothing loses; moving a so that "big" fits wins; one more pod of the tier wins
+    # over any number of lower-tier pods and pods in place.
+    scores = [_objective(model, tier, at) for at in (swapped, kept, packed, more)]
+    assert scores == sorted(set(scores))  # strictly increasing
+    plain = objectives.goals(model)[0]
+    assert _objective(model, plain, swapped) == _objective(model, plain, kept)  # without it: a tie
 
 
 def test_a_running_mig_pod_keeps_its_instance_and_new_ones_get_free_slots() -> None:

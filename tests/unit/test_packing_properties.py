@@ -99,12 +99,13 @@ PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 
 
 @PROPERTY
-@given(clusters(), st.one_of(st.none(), st.integers(0, 2)))
-def test_every_plan_is_valid(cluster: inst.Instance, max_evictions: int | None) -> None:
+@given(clusters(), st.one_of(st.none(), st.integers(0, 2)), st.booleans())
+def test_every_plan_is_valid(cluster: inst.Instance, max_evictions: int | None, keep_in_place: bool) -> None:
     """No resource or MIG slot overcommitted, no pod where selector, affinity or taints forbid."""
-    plan = packing.solve(
-        cluster, settings=packing.Settings(window_s=0.3, num_workers=1, max_evictions=max_evictions)
+    settings = packing.Settings(
+        window_s=0.3, num_workers=1, max_evictions=max_evictions, keep_in_place=keep_in_place
     )
+    plan = packing.solve(cluster, settings=settings)
     assert plan.rejected == ()
     assert validate.problems(cluster, plan.assignment, max_evictions=max_evictions) == []
     for pod, node in zip(cluster.pods, plan.assignment.nodes, strict=True):
@@ -145,9 +146,12 @@ def _brute_force_best(cluster: inst.Instance) -> tuple[int, ...]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(clusters(max_nodes=2, max_pods=4))
-def test_optimal_plans_are_lexicographically_optimal_by_brute_force(cluster: inst.Instance) -> None:
-    plan = solve(cluster, packing.Settings(window_s=2.0, num_workers=1))
+@given(clusters(max_nodes=2, max_pods=4), st.booleans())
+def test_optimal_plans_are_lexicographically_optimal_by_brute_force(
+    cluster: inst.Instance, keep_in_place: bool
+) -> None:
+    """Also with pods kept in place as the tier stages' last tie-breaker: it must never outweigh a pod."""
+    plan = solve(cluster, packing.Settings(window_s=2.0, num_workers=1, keep_in_place=keep_in_place))
     best = _brute_force_best(cluster)
     ours = validate.key(validate.score(cluster, plan.assignment))
     assert ours <= best
