@@ -88,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--windows", default="1", help="solver windows in seconds, comma-separated")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="also write every run to this file")
+    parser.add_argument(
+        "--keep-in-place",
+        action="store_true",
+        help="Settings.keep_in_place: tier stages prefer pods left in place",
+    )
     args = parser.parse_args(argv)
     windows = [float(w) for w in args.windows.split(",")]
     console = Console(width=160)
@@ -97,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for scenario in kept_seeds(cell, args.seeds, tries=args.tries):
             cluster, _ = workloads.after_default_scheduler(scenario)
             for window in windows:
-                settings = packing.Settings(window_s=window, num_workers=args.workers)
+                settings = packing.Settings(
+                    window_s=window, num_workers=args.workers, keep_in_place=args.keep_in_place
+                )
                 plan = packing.solve(cluster, settings=settings)
                 runs.append(
                     {
@@ -106,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "window": window,
                         "class": outcome(cluster, plan),
                         "solve_s": plan.solve_s,
+                        # what the plan costs the running pods (a fallback controller evicts to move)
+                        "moves": len(plan.moves),
+                        "evictions": len(plan.evictions),
+                        "placed": {str(p): c.after for p, c in plan.placed_by_priority.items()},
                         # which stage a plan that is not OPTIMAL left unproven
                         "stages": [[st.name, st.status, st.value, st.bound] for st in plan.stages],
                     }
@@ -120,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _table(runs: list[dict[str, object]], windows: list[float]) -> Table:
     table = Table(title="Priority Matters grid: CP-SAT fallback vs default scheduler (share of kept seeds)")
-    for column in ("nodes", "window s", "runs", *CLASSES, "improved %"):
+    for column in ("nodes", "window s", "runs", *CLASSES, "improved %", "moves", "evictions"):
         table.add_column(column, justify="right")
     by_size = sorted({(r["cell"][0], r["window"]) for r in runs})  # type: ignore[index]
     for nodes, window in [*by_size, *[("all", w) for w in windows]]:
@@ -133,6 +144,8 @@ def _table(runs: list[dict[str, object]], windows: list[float]) -> Table:
             str(len(chosen)),
             *(str(counts[c]) for c in CLASSES),
             f"{100 * improved / max(1, len(chosen)):.0f}",
+            str(sum(int(r["moves"]) for r in chosen)),  # type: ignore[call-overload]
+            str(sum(int(r["evictions"]) for r in chosen)),  # type: ignore[call-overload]
         )
     return table
 
