@@ -170,6 +170,29 @@ def service(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def prefill_service(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A headless Service of the prefill pods (``<name>-prefill``): decode pods and request routers
+    find the prefill replicas by DNS, one address per pod, as disaggregated serving needs."""
+    name = body["metadata"]["name"]
+    port = int(body["spec"]["model"].get("port", 8000))
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(body, f"{name}-{PREFILL}", PREFILL),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector(name, PREFILL),
+            "ports": [{"name": "http", "port": port, "targetPort": "http"}],
+        },
+    }
+
+
+def service_names(body: Mapping[str, Any]) -> list[str]:
+    """The Services the spec wants: the main one, and the prefill one when disaggregated."""
+    name = body["metadata"]["name"]
+    return [name, f"{name}-{PREFILL}"] if "prefill" in body["spec"] else [name]
+
+
 def disruption_budget(body: Mapping[str, Any]) -> dict[str, Any]:
     """At most one of the service's pods disrupted at a time (the fallback's evictions respect it)."""
     name = body["metadata"]["name"]
@@ -183,4 +206,7 @@ def disruption_budget(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def desired_objects(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Everything the operator keeps in place for the service."""
-    return [*(deployment(body, role) for role in roles(body["spec"])), service(body), disruption_budget(body)]
+    found = [*(deployment(body, role) for role in roles(body["spec"])), service(body)]
+    if "prefill" in body["spec"]:
+        found.append(prefill_service(body))
+    return [*found, disruption_budget(body)]

@@ -30,18 +30,25 @@ def now_rfc3339() -> str:
 
 
 def apply_objects(body: Mapping[str, Any]) -> list[str]:
-    """Apply the desired objects and delete role Deployments the spec no longer has; returns what
-    was deleted. Raises ``k8s.ApiError`` when the API refuses an object."""
+    """Apply the desired objects and delete the role Deployments and Services the spec no longer
+    has; returns what was deleted ("Kind/name"). Raises ``k8s.ApiError`` when the API refuses an
+    object."""
     for obj in llm_objects.desired_objects(body):
         k8s.apply(obj)
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
-    wanted = {llm_objects.deployment_name(name, r.name) for r in llm_objects.roles(body["spec"])}
+    wanted = {
+        ("apps/v1", "Deployment"): {
+            llm_objects.deployment_name(name, r.name) for r in llm_objects.roles(body["spec"])
+        },
+        ("v1", "Service"): set(llm_objects.service_names(body)),
+    }
     removed = []
     selector = f"{llm_objects.SERVICE_LABEL}={name}"
-    for found in k8s.list_objects("apps/v1", "Deployment", namespace=namespace, label_selector=selector):
-        if found["metadata"]["name"] not in wanted:
-            k8s.delete("apps/v1", "Deployment", found["metadata"]["name"], namespace)
-            removed.append(found["metadata"]["name"])
+    for (api_version, kind), names in wanted.items():
+        for found in k8s.list_objects(api_version, kind, namespace=namespace, label_selector=selector):
+            if found["metadata"]["name"] not in names:
+                k8s.delete(api_version, kind, found["metadata"]["name"], namespace)
+                removed.append(f"{kind}/{found['metadata']['name']}")
     return removed
 
 
@@ -113,7 +120,7 @@ def reconcile(body: kopf.Body, *, announce: bool, nodes: NodeCache) -> None:
             roles = ", ".join(f"{r.name}={r.replicas}" for r in llm_objects.roles(body["spec"]))
             kopf.info(body, reason="Applied", message=f"Deployments ({roles}), Service and PDB applied")
         for name in removed:
-            kopf.info(body, reason="RoleRemoved", message=f"deleted Deployment {name}")
+            kopf.info(body, reason="RoleRemoved", message=f"deleted {name}")
     unfit = unfit_roles(body["spec"], nodes.get())
     before = conditions.find((body.get("status") or {}).get("conditions"), "Degraded") or {}
     if unfit and (announce or before.get("reason") != "NoNodeFits"):  # one event, not one per refresh

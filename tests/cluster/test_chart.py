@@ -611,6 +611,12 @@ def test_operator_token_applies_an_llmservices_deployment_service_and_pdb(
                 60,
                 what="the serve role's Deployment deleted",
             )
+            testkit.wait_for(
+                lambda: children()["Service"] == ["llm", "llm-prefill"], 60, what="the prefill pods' Service"
+            )
+            # Back to one role: the prefill pods' headless Service goes too (list + delete).
+            kube.patch(FAIRPACK, "LLMService", "llm", {"spec": {"prefill": None}}, namespace=namespace)
+            testkit.wait_for(lambda: children()["Service"] == ["llm"], 60, what="the prefill Service deleted")
         assert made == {"Deployment": ["llm-serve"], "Service": ["llm"], "PodDisruptionBudget": ["llm"]}
         assert after == ["llm-decode", "llm-prefill"]
         assert_refused_nothing(log, kube, namespace)

@@ -162,12 +162,14 @@ def test_disaggregated_roles_get_their_own_deployments_and_lose_them_when_merged
     assert prefill["template"]["metadata"]["annotations"] == {"fairpack.io/require-nvlink-island": "true"}
     service = kube.get("v1", "Service", "llm", ns) or {}
     assert service["spec"]["selector"] == {SERVICE_LABEL: "llm", "fairpack.io/role": "decode"}
+    assert children(kube, ns, "llm")["Service"] == ["llm", "llm-prefill"]
     wait_for(lambda: condition(kube, ns, "llm", "Ready").get("status") == "True", 90, what="both roles ready")
 
     kube.patch(FAIRPACK, "LLMService", "llm", {"spec": {"prefill": None}}, namespace=ns)
     wait_for(
         lambda: children(kube, ns, "llm")["Deployment"] == ["llm-serve"], 60, what="a single serve Deployment"
     )
+    wait_for(lambda: children(kube, ns, "llm")["Service"] == ["llm"], 60, what="the prefill Service gone")
 
 
 def test_a_service_that_cannot_run_is_degraded_with_the_reason(

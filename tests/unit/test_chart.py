@@ -323,7 +323,7 @@ def test_operator_may_pin_pods_through_the_status_subresource(default_objects: O
         pytest.param("update", "pods", "", id="no-put-on-pods"),
         pytest.param("update", "sparkjobs", "fairpack.io", id="no-put-on-its-resources"),
         pytest.param("patch", "llmservices/scale", "fairpack.io", id="no-scale-subresource"),
-        pytest.param("delete", "services", "", id="services-only-applied"),
+        pytest.param("update", "services", "", id="services-applied-never-put"),
         pytest.param("list", "namespaces", "", id="cluster-wide-kopf-lists-no-namespaces"),
         pytest.param("watch", "nodes", "", id="nodes-only-listed"),
         pytest.param("list", "priorityclasses", "scheduling.k8s.io", id="no-priority-classes"),

@@ -49,6 +49,13 @@ def test_disaggregated_service_gets_a_deployment_per_role_and_the_service_select
     assert prefill["spec"]["replicas"] == 3
     assert decode["spec"]["replicas"] == 2
     assert objs[2]["spec"]["selector"] == {llm_objects.SERVICE_LABEL: "llm", llm_objects.ROLE_LABEL: "decode"}
+    # The prefill pods get a headless Service of their own, so decode pods and routers find them.
+    assert kinds(objs)[3] == ("Service", "llm-prefill")
+    assert objs[3]["spec"]["clusterIP"] == "None"
+    assert objs[3]["spec"]["selector"] == {
+        llm_objects.SERVICE_LABEL: "llm",
+        llm_objects.ROLE_LABEL: "prefill",
+    }
 
 
 @pytest.mark.parametrize(
