@@ -65,7 +65,8 @@ class Settings:
     """Tier stages break ties by running pods left in place, below lower tiers (see
     :func:`objectives.goals`). Measured at 1 s on the paper's grid: 55-60 % fewer moves at 16
     nodes, 15-25 % fewer at 32, the same evictions; tier values within run-to-run noise but not
-    shown unchanged, which is why it is off by default (docs/benchmarks.md)."""
+    shown unchanged, and fewer plans proven at 4 nodes (the tie-breaker loosens the bound that
+    proves a tier), which is why it is off by default (docs/benchmarks.md)."""
     log_search: bool = False
     """Send CP-SAT's search log to this module's logger at DEBUG level."""
     greedy: greedy.Settings = field(default_factory=greedy.Settings)
