@@ -63,6 +63,8 @@ def register(registry: kopf.OperatorRegistry, *, interval_s: float) -> None:
     @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="changed", registry=registry)
     def on_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         # A new weight reorders the queue at once (the cycle rebuilds it from the Tenants).
-        kopf.info(body, reason="TenantChanged", message=f"weight {body['spec'].get('weight', 1)}")
+        # A Tenant may be created without a spec (every field has a default); the API server then
+        # stores none, so read it as from_object does.
+        kopf.info(body, reason="TenantChanged", message=f"weight {from_object(body).weight:g}")
         if cycle := memo.get("cycle"):
             cycle.kick()

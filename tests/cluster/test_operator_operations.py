@@ -94,3 +94,25 @@ def test_with_peering_the_standby_replica_takes_over_when_the_active_one_stops(
         service("second")
     finally:
         kube.delete("kopf.dev/v1", "ClusterKopfPeering", peering)
+
+
+def test_a_tenant_created_without_a_spec_is_handled_with_its_defaults(
+    kube: Kube, ns: str, run_operator: Callable[..., Any]
+) -> None:
+    name = f"bare-{ns}"
+    run_operator()
+    kube.create({"apiVersion": FAIRPACK, "kind": "Tenant", "metadata": {"name": name}})
+    try:
+
+        def changed() -> list[Any]:
+            events = kube.list("v1", "Event", namespace="default")
+            return [
+                e
+                for e in events
+                if e["involvedObject"].get("name") == name and e.get("reason") == "TenantChanged"
+            ]
+
+        seen = wait_for(changed, 60, what="the TenantChanged event of a Tenant without a spec")
+        assert seen[0]["message"] == "weight 1"
+    finally:
+        kube.delete(FAIRPACK, "Tenant", name)
