@@ -7,6 +7,7 @@ queue lifts it when UWFQ admits the job. Names are deterministic so that creatin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ SPARK_ROLE = "spark-role"
 SPARK_APP_SELECTOR = "spark-app-selector"
 SPARK_APP_NAME = "spark-app-name"
 SPARK_EXEC_ID = "spark-exec-id"
+SPARK_VERSION = "spark-version"
 DRIVER, EXECUTOR = "driver", "executor"
 DRIVER_PORT = 7078
 
@@ -30,6 +32,20 @@ def app_id(body: Mapping[str, Any]) -> str:
 
 def driver_name(job: str) -> str:
     return f"{job}-driver"
+
+
+def driver_service_name(job: str) -> str:
+    """The driver's headless Service, named as Spark on Kubernetes names it."""
+    return f"{job}-driver-svc"
+
+
+_VERSION_TAG = re.compile(r":v?(\d+\.\d+(?:\.\d+)?)(?:[-_][\w.-]*)?$")
+
+
+def spark_version(image: str) -> str | None:
+    """The Spark version an image's tag names (``apache/spark:3.5.3-scala2.12`` -> 3.5.3), if any."""
+    found = _VERSION_TAG.search(image.split("@", 1)[0])
+    return found.group(1) if found else None
 
 
 def executor_name(job: str, index: int) -> str:
@@ -58,6 +74,9 @@ def _pod(
         labels.TENANT_LABEL: spec["tenant"],
         labels.USER_LABEL: spec["user"],
     }
+    image = spec.get("image", "apache/spark:3.5.3")
+    if version := spark_version(image):
+        pod_labels[SPARK_VERSION] = version
     requests = pod_requests(part)
     limits = {k: v for k, v in requests.items() if k != "cpu"}
     pod_spec: dict[str, Any] = {
@@ -67,7 +86,7 @@ def _pod(
         "containers": [
             {
                 "name": f"spark-kubernetes-{role}",
-                "image": spec.get("image", "apache/spark:3.5.3"),
+                "image": image,
                 "resources": {"requests": requests, "limits": limits},
             }
         ],
@@ -122,10 +141,30 @@ def executor_pod(body: Mapping[str, Any], index: int, *, pool: Mapping[str, str]
         {"name": "SPARK_EXECUTOR_CORES", "value": str(executor.get("cores", 1))},
         {
             "name": "SPARK_DRIVER_URL",
-            "value": f"spark://CoarseGrainedScheduler@{driver_name(name)}:{DRIVER_PORT}",
+            "value": f"spark://CoarseGrainedScheduler@{driver_service_name(name)}:{DRIVER_PORT}",
         },
     ]
     return pod
+
+
+def driver_service(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The headless Service executors reach the driver through (Spark's ``<app>-driver-svc``)."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": driver_service_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": {"app.kubernetes.io/managed-by": "fairpack-operator", JOB_LABEL: meta["name"]},
+            "ownerReferences": [k8s.owner_reference(body)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "selector": {SPARK_APP_SELECTOR: app_id(body), SPARK_ROLE: DRIVER},
+            "ports": [{"name": "driver-rpc-port", "port": DRIVER_PORT, "targetPort": DRIVER_PORT}],
+        },
+    }
 
 
 def pods(body: Mapping[str, Any], *, pool: Mapping[str, str]) -> list[dict[str, Any]]:

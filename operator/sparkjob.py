@@ -28,8 +28,10 @@ quota) is fixed by a person, so retrying faster would only flood the event strea
 
 
 def ensure_pods(body: kopf.Body, *, pool: Mapping[str, str]) -> int:
-    """Create the job's missing pods (each gated); returns how many were created. Pods that exist
-    are left alone, so this is safe to repeat after a restart in the middle of it."""
+    """Create the job's driver Service and missing pods (each gated); returns how many pods were
+    created. Objects that exist are left alone, so this is safe to repeat after a restart in the
+    middle of it."""
+    k8s.create(spark_pods.driver_service(body))
     return sum(1 for pod in spark_pods.pods(body, pool=pool) if k8s.create(pod) is not None)
 
 

@@ -73,6 +73,10 @@ def test_a_sparkjob_of_an_unknown_tenant_is_degraded_until_the_tenant_exists(
         what="Admitted=True once the tenant exists",
     )
     assert conditions(kube, "SparkJob", "job", ns)["Degraded"]["status"] == "False"
+    # Executors reach the driver through its headless Service, as Spark on Kubernetes names it.
+    service = kube.get("v1", "Service", "job-driver-svc", ns)
+    assert service is not None
+    assert service["spec"]["selector"]["spark-role"] == "driver"
 
 
 def test_a_sparkjob_whose_pods_the_api_refuses_is_degraded_naming_the_field(

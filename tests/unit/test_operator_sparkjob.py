@@ -51,6 +51,35 @@ def test_pods_are_a_driver_and_numbered_executors_with_sparks_labels_all_gated()
         assert resources.is_gated(pod)
 
 
+@pytest.mark.parametrize(
+    ("image", "version"),
+    [
+        pytest.param("apache/spark:3.5.3", "3.5.3", id="release"),
+        pytest.param("apache/spark:3.5.3-scala2.12-java17-ubuntu", "3.5.3", id="flavoured"),
+        pytest.param("registry:5000/spark:latest", None, id="no-version"),
+    ],
+)
+def test_pods_carry_the_spark_version_their_image_names(image: str, version: str | None) -> None:
+    body = job()
+    body["spec"]["image"] = image
+    for pod in spark_pods.pods(body, pool={}):
+        assert pod["metadata"]["labels"].get("spark-version") == version
+
+
+def test_executors_reach_the_driver_through_its_headless_service() -> None:
+    body = job()
+    service = spark_pods.driver_service(body)
+    assert service["metadata"]["name"] == "pi-driver-svc"
+    assert service["spec"]["clusterIP"] == "None"
+    driver = spark_pods.driver_pod(body, pool={})
+    # The Service selects the driver and nothing else.
+    assert all(driver["metadata"]["labels"][k] == v for k, v in service["spec"]["selector"].items())
+    executor = spark_pods.executor_pod(body, 1, pool={})
+    assert not all(executor["metadata"]["labels"][k] == v for k, v in service["spec"]["selector"].items())
+    env = {e["name"]: e["value"] for e in executor["spec"]["containers"][0]["env"]}
+    assert env["SPARK_DRIVER_URL"] == "spark://CoarseGrainedScheduler@pi-driver-svc:7078"
+
+
 def test_driver_runs_the_application_with_its_conf_and_arguments() -> None:
     body = job()
     body["spec"]["sparkConf"] = {"spark.x": "1"}
