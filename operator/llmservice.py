@@ -140,22 +140,29 @@ def reconcile(body: kopf.Body, *, announce: bool, nodes: NodeCache) -> None:
     )
 
 
+def is_ready(pod: Mapping[str, Any]) -> bool:
+    """Running with its Ready condition True."""
+    status = pod.get("status") or {}
+    ready = conditions.find(status.get("conditions"), "Ready") or {}
+    return status.get("phase") == "Running" and ready.get("status") == "True"
+
+
 def autoscale_step(
     body: kopf.Body,
     *,
     source: autoscale.MetricSource,
     recommender: autoscale.Recommender,
 ) -> None:
-    """Read the metric from the main role's running pods and set spec.replicas if it should change."""
+    """Read the metric from the main role's ready pods and set spec.replicas if it should change."""
     spec = body["spec"]
     scaling = spec["autoscaling"]
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     metric = scaling.get("metricName") or autoscale.DEFAULT_METRICS[scaling.get("metric", "queueLength")]
     selector = llm_objects.selector_string(name, llm_objects.main_role(spec))
+    # Only Ready pods take requests (the Service sends them nothing else): a pod still loading
+    # its model reports an empty queue that would pull the mean down.
     pods = [
-        p
-        for p in k8s.list_objects("v1", "Pod", namespace=namespace, label_selector=selector)
-        if (p.get("status") or {}).get("phase") == "Running"
+        p for p in k8s.list_objects("v1", "Pod", namespace=namespace, label_selector=selector) if is_ready(p)
     ]
     model = spec["model"]
     values = [

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fairpack.operator import autoscale, conditions, llm_fit, llm_objects, llm_status
+from fairpack.operator import autoscale, conditions, llm_fit, llm_objects, llm_status, llmservice
 from fairpack.solver import kube, labels, model
 
 
@@ -317,3 +317,16 @@ def test_a_service_no_node_fits_is_degraded_naming_the_role() -> None:
     degraded = next(c for c in conds if c.type == "Degraded")
     assert (degraded.status, degraded.reason) == (True, "NoNodeFits")
     assert degraded.message.startswith("prefill: spec.prefill.gpu.count")
+
+
+@pytest.mark.parametrize(
+    ("phase", "ready", "counted"),
+    [
+        pytest.param("Running", "True", True, id="serving"),
+        pytest.param("Running", "False", False, id="loading-the-model"),
+        pytest.param("Pending", "False", False, id="pending"),
+    ],
+)
+def test_the_autoscaler_reads_only_pods_that_take_requests(phase: str, ready: str, counted: bool) -> None:
+    pod = {"status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]}}
+    assert llmservice.is_ready(pod) is counted
