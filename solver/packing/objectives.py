@@ -50,8 +50,8 @@ def goals(m: PackingModel, *, stays: bool = False) -> list[Goal]:
     nothing). With R running free pods, stays lie in [0, R], so lower-tier pods are weighted R + 1
     and ``scale`` grows by the same factor: ``secondary`` stays below ``scale``. Not free: the
     search then also takes steps that only keep more pods in place, and an unproven tier stage at
-    1 s is still finding pods at the end of its share, so its value can come out lower (measured
-    differences were within run-to-run noise, not shown to be zero); and a stage proven by its
+    1 s is still finding pods at the end of its share, so its value comes out lower in some runs
+    (measured: a quarter to half of the runs at 16-32 nodes, by 1-7 pods); and a stage proven by its
     linear bound may no longer be: that bound can place a fractional extra pod and keep every
     running pod, which lifts it past the next multiple of ``scale`` (docs/benchmarks.md).
     """

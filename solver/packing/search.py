@@ -64,8 +64,8 @@ class Settings:
     keep_in_place: bool = False
     """Tier stages break ties by running pods left in place, below lower tiers (see
     :func:`objectives.goals`). Measured at 1 s on the paper's grid: 55-60 % fewer moves at 16
-    nodes, 15-25 % fewer at 32, the same evictions; tier values within run-to-run noise but not
-    shown unchanged, and fewer plans proven at 4 nodes (the tie-breaker loosens the bound that
+    nodes, 15-25 % fewer at 32, the same evictions; but a pod or a few fewer in a tier in a quarter
+    to half of the runs, and fewer plans proven at 4 nodes (the tie-breaker loosens the bound that
     proves a tier), which is why it is off by default (docs/benchmarks.md)."""
     log_search: bool = False
     """Send CP-SAT's search log to this module's logger at DEBUG level."""
