@@ -319,7 +319,9 @@ def plan_within_budgets(
         plan = packing.solve(
             instance,
             settings=packing.Settings(
-                window_s=settings.solver_window_s, max_evictions=settings.max_evictions
+                window_s=settings.solver_window_s,
+                max_evictions=settings.max_evictions,
+                keep_in_place=settings.keep_in_place,
             ),
         )
         metrics.SOLVER_SECONDS.observe(time.monotonic() - started)

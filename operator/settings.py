@@ -64,6 +64,10 @@ class FallbackSettings:
     """CP-SAT time limit per plan."""
     max_evictions: int = 4
     """Most pods one plan may evict."""
+    keep_in_place: bool = False
+    """Pass ``keep_in_place`` to the packer: far fewer moves (each one an eviction and a
+    reschedule here), at the price of a pod or a few fewer per tier in some plans
+    (docs/benchmarks.md, "Moves and evictions at 1 s")."""
     high_priority: int = 1000
     """Pods of at least this priority count as high-priority (the ones a plan must place more of)."""
     plan_history: int = 20

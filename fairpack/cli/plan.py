@@ -46,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-evictions", type=int, default=None, metavar="N", help="most pods left unplaced"
     )
     parser.add_argument("--workers", type=int, default=2, help="CP-SAT search workers (2)")
+    parser.add_argument(
+        "--keep-in-place",
+        action="store_true",
+        help="tier stages prefer plans that leave running pods where they are (fewer moves)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -59,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
         errors.print(f"[red]fairpack plan: {error}[/red]")
         return 2
     settings = packing.Settings(
-        window_s=args.window, max_evictions=args.max_evictions, num_workers=args.workers
+        window_s=args.window,
+        max_evictions=args.max_evictions,
+        num_workers=args.workers,
+        keep_in_place=args.keep_in_place,
     )
     with Progress(
         SpinnerColumn(),

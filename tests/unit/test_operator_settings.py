@@ -28,6 +28,7 @@ def test_defaults_are_the_documented_ones() -> None:
         plan_freshness_s=120.0,
         solver_window_s=5.0,
         max_evictions=4,
+        keep_in_place=False,
         high_priority=1000,
         plan_history=20,
     )
@@ -43,8 +44,10 @@ def test_environment_overrides_nested_fields_with_their_types() -> None:
             "FAIRPACK_METRICS_PORT": "0",
             "FAIRPACK_ADMISSION_CYCLE_INTERVAL_S": "0.5",
             "FAIRPACK_LLMSERVICE_METRICS_URL_TEMPLATE": "http://127.0.0.1:1/{pod_name}",
+            "FAIRPACK_FALLBACK_KEEP_IN_PLACE": "true",
         }
     )
+    assert s.fallback.keep_in_place is True
     assert s.peering == "fairpack"
     assert s.metrics_port == 0
     assert s.admission.cycle_interval_s == 0.5

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fairpack.cli import main
-from fairpack.solver import kube, labels
+from fairpack.solver import kube, labels, packing
 from fairpack.solver.packing import adapter
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -154,3 +154,23 @@ def test_an_unreadable_snapshot_exits_2_and_names_the_problem(
     path.write_text(json.dumps(snapshot(node("n0", cpu="lots"))))
     assert main.main(["plan", str(path)]) == 2
     assert "n0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_plan_passes_keep_in_place_to_the_packer(
+    flag: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "snapshot.json"
+    path.write_text(json.dumps(snapshot(node("n0"), pod("high", "1500m", priority=9))))
+    seen: list[packing.Settings] = []
+    solve = packing.solve
+
+    def spy(instance: Any, *, settings: packing.Settings, **kwargs: Any) -> Any:
+        seen.append(settings)
+        return solve(instance, settings=settings, **kwargs)
+
+    monkeypatch.setattr(packing, "solve", spy)
+    args = ["plan", str(path), "--output", "json", "--workers", "1"] + (["--keep-in-place"] if flag else [])
+    assert main.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["placements"] == [{"pod": "team/high", "node": "n0"}]
+    assert [s.keep_in_place for s in seen] == [flag]
