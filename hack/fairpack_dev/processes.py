@@ -75,7 +75,15 @@ class Component:
         except (FileNotFoundError, ValueError):
             return None
         pid = int(pid_text)
-        if running(pid, program):
+        child = _children.get(pid)
+        if child is not None:
+            # Our own child: poll() is the truth. /proc/<pid>/cmdline reads empty while the kernel
+            # still sets up the new program: Popen returns once close-on-exec fires, before the
+            # arguments are in place, and on a loaded machine a readiness poll lands in that gap
+            # (a live kube-apiserver reported as "exited" with an empty log).
+            if child.poll() is None:
+                return pid
+        elif running(pid, program):
             return pid
         _reap(pid)
         return None

@@ -156,3 +156,18 @@ def test_each_run_keeps_its_logs_in_a_directory_of_its_own_linked_as_the_last_ru
     assert (tmp_path / "last-run").resolve() == made[-1]
     assert (tmp_path / "last-run" / "etcd.log").read_text() == "run 3\n"
     assert sorted(p for p in tmp_path.iterdir() if p.name.startswith("run-")) == made[-2:]
+
+
+def test_an_own_child_whose_command_line_is_not_readable_yet_counts_as_running(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Right after exec the kernel has not yet filled in /proc/<pid>/cmdline: the command-line
+    # check fails for a process that is alive and about to serve.
+    component = processes.Component("starting", tmp_path)
+    pid = component.start(["/bin/sleep", "30"])
+    monkeypatch.setattr(processes, "running", lambda pid, program: False)
+    try:
+        assert component.pid() == pid
+    finally:
+        component.stop(grace_s=5)
+    assert component.pid() is None
