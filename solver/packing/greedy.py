@@ -50,8 +50,7 @@ class _Cluster:
 
     def __init__(self, instance: inst.Instance, start: inst.Assignment) -> None:
         self.instance = instance
-        self.allocatable: IntMatrix = np.array([n.allocatable for n in instance.nodes], dtype=np.int64)
-        self.allocatable = self.allocatable.reshape(len(instance.nodes), len(instance.resources))
+        self.allocatable: IntMatrix = instance.allocatable
         self.used: IntMatrix = np.zeros_like(self.allocatable)
         cpu, memory = instance.resource("cpu"), instance.resource("memory")
         self.scored = np.array([r for r in (cpu, memory) if r is not None], dtype=np.int64)
@@ -60,47 +59,67 @@ class _Cluster:
         self.nodes = list(start.nodes)
         self.slots = list(start.mig_slots)
         self.taken: list[list[set[int]]] = [[set(g.blocked) for g in n.mig_gpus] for n in instance.nodes]
-        self.residents: list[set[int]] = [set() for _ in instance.nodes]
+        self._residents: list[set[int]] | None = None
         self._masks: dict[int, npt.NDArray[np.bool_]] = {}
         self._evictable: dict[int, IntMatrix] = {}
         self.version = 0
         """Changes with every bind and unbind: a pod that failed at one version fails again."""
-        self._load(start)
-        self.unplaced_running = sum(
-            1 for p, n in zip(instance.pods, start.nodes, strict=True) if p.node is not None and n is None
-        )
+        where = inst.node_array(start)
+        self._load(where)
+        self.room: IntMatrix = np.ascontiguousarray((self.allocatable - self.used).T)
+        """Resources x nodes: what each node has left, one contiguous row per resource (the fit
+        check reads it once per pending pod, and a row per resource is the fastest layout)."""
+        self.unplaced_running = int(np.count_nonzero((instance.columns.node >= 0) & (where < 0)))
         """Running pods currently without a node: the evictions so far."""
 
-    def _load(self, start: inst.Assignment) -> None:
+    def _load(self, where_all: IntMatrix) -> None:
         """Bind every pod of ``start`` at once (what ``bind`` does one by one)."""
-        placed = [i for i, n in enumerate(start.nodes) if n is not None]
-        where = np.array([start.nodes[i] for i in placed], dtype=np.int64)
-        requests = self.instance.requests[np.array(placed, dtype=np.int64)]
+        placed = np.flatnonzero(where_all >= 0)
+        where = where_all[placed]
+        requests = self.instance.requests[placed]
         np.add.at(self.used, where, requests)
         scored = requests[:, self.scored]
         np.add.at(self.nonzero, where, np.where(scored == 0, np.array(self.defaults, dtype=np.int64), scored))
-        priorities = np.array([self.instance.pods[i].priority for i in placed], dtype=np.int64)
-        evictable = np.array([self.instance.pods[i].evictable for i in placed], dtype=np.bool_)
+        columns = self.instance.columns
+        priorities, evictable = columns.priority[placed], columns.evictable[placed]
         for priority in np.unique(priorities[evictable]).tolist():
             chosen = evictable & (priorities == priority)
             np.add.at(self.evictable_use(priority), where[chosen], requests[chosen])
-        for k, i in enumerate(placed):
-            pod, node, slot = self.instance.pods[i], int(where[k]), start.mig_slots[i]
-            self.residents[node].add(i)
-            if slot is not None and pod.mig_profile is not None:
+        for i in np.flatnonzero(columns.mig & (where_all >= 0)).tolist():
+            pod, node, slot = self.instance.pods[i], self.nodes[i], self.slots[i]
+            if slot is not None and pod.mig_profile is not None and node is not None:
                 gpu = self.instance.nodes[node].mig_gpus[slot[0]]
                 self.taken[node][slot[0]].update(inst.slots_of(gpu, pod.mig_profile, slot[1]))
+
+    @property
+    def residents(self) -> list[set[int]]:
+        """Pods on each node. Built on first use: only preemption asks, and most runs never preempt."""
+        if self._residents is None:
+            self._residents = [set() for _ in self.instance.nodes]
+            for i, n in enumerate(self.nodes):
+                if n is not None:
+                    self._residents[n].add(i)
+        return self._residents
 
     def nonzero_requests(self, pod: inst.PackPod) -> npt.NDArray[np.int64]:
         values = [pod.requests[r] or d for r, d in zip(self.scored.tolist(), self.defaults, strict=True)]
         return np.array(values, dtype=np.int64)
 
+    def fits(self, pod: inst.PackPod) -> npt.NDArray[np.bool_]:
+        """Nodes where ``pod`` fits on every resource now (NodeResourcesFit)."""
+        found = self.eligible(pod).copy()
+        for row, need in zip(self.room, pod.requests, strict=True):
+            found &= row >= need
+        return found
+
     def bind(self, i: int, node: int, slot: inst.MigSlot | None) -> None:
         pod = self.instance.pods[i]
         self.nodes[i], self.slots[i] = node, slot
         self.used[node] += pod.requests
+        self.room[:, node] -= pod.requests
         self.nonzero[node] += self.nonzero_requests(pod)
-        self.residents[node].add(i)
+        if self._residents is not None:
+            self._residents[node].add(i)
         self.version += 1
         self.unplaced_running -= pod.node is not None
         if pod.evictable:
@@ -113,6 +132,7 @@ class _Cluster:
         pod, node, slot = self.instance.pods[i], self.nodes[i], self.slots[i]
         assert node is not None
         self.used[node] -= pod.requests
+        self.room[:, node] += pod.requests
         self.nonzero[node] -= self.nonzero_requests(pod)
         self.residents[node].discard(i)
         self.version += 1
@@ -181,7 +201,8 @@ def schedule(
     """Place the unplaced pods of ``start`` (default: the current state) as kube-scheduler would."""
     cluster = _Cluster(instance, start or inst.Assignment.current(instance))
     rng = random.Random(settings.seed) if settings.seed is not None else None
-    queue = [(-p.priority, p.order, i) for i, p in enumerate(instance.pods) if cluster.nodes[i] is None]
+    pods = instance.pods
+    queue = [(-pods[i].priority, pods[i].order, i) for i, n in enumerate(cluster.nodes) if n is None]
     heapq.heapify(queue)
     tried: set[int] = set()
     failed: dict[tuple[object, ...], int] = {}
@@ -209,8 +230,7 @@ def _place(cluster: _Cluster, i: int, rng: random.Random | None) -> bool:
     pod = cluster.instance.pods[i]
     if pod.node is not None and not pod.movable:
         return False
-    fits = cluster.eligible(pod) & np.all(cluster.used + pod.requests <= cluster.allocatable, axis=1)
-    candidates = np.flatnonzero(fits)
+    candidates = np.flatnonzero(cluster.fits(pod))
     slots: dict[int, inst.MigSlot] = {}
     if pod.mig_profile is not None:
         for n in candidates:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 from ortools.sat.python import cp_model
 
 from fairpack.solver.packing import constraints
@@ -61,29 +62,30 @@ class PackingModel:
         self.nodes = frozenset(range(len(instance.nodes))) if nodes is None else nodes
         self.rest = rest or inst.Assignment.current(instance)
         """Where the pods the model does not decide about are (pinned pods where they run)."""
-        pods = instance.pods
-        chosen = range(len(pods)) if free is None else free
-        self.free_pods = frozenset(i for i in chosen if not pods[i].pinned)
-        outside = [i for i in range(len(pods)) if i not in self.free_pods]
-        # Only pods on the model's nodes weigh on it: on a 5 000-node cluster cut to a
-        # neighbourhood, the 48 000 others are never looked at again.
+        # Array work over all pods, Python work over the model's own: on a 5 000-node cluster cut
+        # to a neighbourhood, the 48 000 others are only counted, never looked at one by one.
+        columns = instance.columns
+        free_mask = np.zeros(len(instance.pods), dtype=np.bool_)
+        if free is None:
+            free_mask[:] = True
+        else:
+            free_mask[np.fromiter(free, dtype=np.int64, count=len(free))] = True
+        free_mask &= ~columns.pinned
+        self.free_pods = frozenset(np.flatnonzero(free_mask).tolist())
+        where = inst.node_array(self.rest)
+        on_model = np.zeros(len(instance.nodes) + 1, dtype=np.bool_)  # the last is "no node" (-1)
+        on_model[list(self.nodes)] = True
+        # Only pods on the model's nodes weigh on it.
         self.fixed: dict[int, Place] = {
-            i: (n, self.rest.mig_slots[i]) for i in outside if (n := self.rest.nodes[i]) in self.nodes
+            i: (self.rest.nodes[i], self.rest.mig_slots[i])
+            for i in np.flatnonzero(~free_mask & on_model[where]).tolist()
         }
-        self.evicted_outside = sum(
-            1 for i in outside if pods[i].node is not None and self.rest.nodes[i] is None
-        )
+        self.evicted_outside = int(np.count_nonzero(~free_mask & (columns.node >= 0) & (where < 0)))
         """Running pods outside the model that ``rest`` leaves unplaced (count against the limit)."""
         self.cp = cp_model.CpModel()
-        self.base, self.blocked = _fixed_load(instance, self.fixed)
-        self._free = [
-            [a - b for a, b in zip(node.allocatable, base, strict=True)]
-            for node, base in zip(instance.nodes, self.base, strict=True)
-        ]
-        self._free_matrix = np.array(self._free, dtype=np.int64).reshape(
-            len(instance.nodes), len(instance.resources)
-        )
-        self.classes = _classes(instance, self.free_pods)
+        self._free_matrix, self.blocked = _fixed_load(instance, self.fixed)
+        self._free: list[list[int]] = self._free_matrix.tolist()
+        self.classes = _classes(instance, sorted(self.free_pods))
         self.y: dict[tuple[int, int], cp_model.IntVar] = {}
         self.ub: dict[tuple[int, int], int] = {}
         """Upper bound of each ``y`` variable."""
@@ -325,9 +327,10 @@ def set_hint(model: cp_model.CpModel, values: Mapping[cp_model.IntVar, int]) -> 
 
 def _fixed_load(
     instance: inst.Instance, fixed: Mapping[int, Place]
-) -> tuple[list[list[int]], dict[tuple[int, int], set[int]]]:
+) -> tuple[npt.NDArray[np.int64], dict[tuple[int, int], set[int]]]:
+    """Capacity each node has left after the fixed pods, and the MIG slots they (or nobody) may use."""
     placed = [(i, node) for i, (node, _) in fixed.items() if node is not None]
-    base: list[list[int]] = inst.usage(instance, placed).tolist()
+    left = instance.allocatable - inst.usage(instance, placed)
     blocked = {
         (n, g): set(gpu.blocked)
         for n, node in enumerate(instance.nodes)
@@ -338,16 +341,15 @@ def _fixed_load(
         if node is not None and slot is not None and pod.mig_profile is not None:
             gpu = instance.nodes[node].mig_gpus[slot[0]]
             blocked[(node, slot[0])].update(inst.slots_of(gpu, pod.mig_profile, slot[1]))
-    return base, blocked
+    return left, blocked
 
 
-def _classes(instance: inst.Instance, free: frozenset[int]) -> list[PodClass]:
+def _classes(instance: inst.Instance, free: list[int]) -> list[PodClass]:
     groups: dict[tuple[int, tuple[int, ...], str | None, frozenset[int], bool, bool], list[int]] = (
         defaultdict(list)
     )
-    for i, pod in enumerate(instance.pods):
-        if i not in free:
-            continue
+    for i in free:
+        pod = instance.pods[i]
         # A pending pod has nothing to disturb: it joins the running pods that may move and go.
         movable, evictable = (pod.movable, pod.evictable) if pod.node is not None else (True, True)
         key = (pod.priority, pod.requests, pod.mig_profile, pod.eligible, movable, evictable)

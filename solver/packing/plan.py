@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from fairpack.solver.packing import instance as inst
 from fairpack.solver.packing import validate
 
@@ -104,23 +106,38 @@ def build(
     complete: bool,
     rejected: tuple[str, ...] = (),
 ) -> Plan:
-    """Name everything in ``assignment`` and count what it changes."""
+    """Name everything in ``assignment`` and count what it changes.
+
+    Python touches each placed pod once, for its name (the placements are the plan); moves,
+    evictions and starts are found with arrays first, so only the pods that change are looked at.
+    """
     names = [n.name for n in instance.nodes]
-    placements, mig, moves, evictions, started = {}, {}, [], [], []
-    for pod, node, slot in zip(instance.pods, assignment.nodes, assignment.mig_slots, strict=True):
-        if node is None:
-            if pod.node is not None:
-                evictions.append(pod.key)
-            continue
-        placements[pod.key] = names[node]
-        if pod.node is None:
-            started.append(pod.key)
-        if slot is not None:
-            mig[pod.key] = f"{instance.nodes[node].mig_gpus[slot[0]].index}:{pod.mig_profile}@{slot[1]}"
-        if pod.node is not None and (node != pod.node or slot != pod.mig_slot):
+    pods = instance.pods
+    placements = {pods[i].key: names[n] for i, n in enumerate(assignment.nodes) if n is not None}
+    columns = instance.columns
+    where = inst.node_array(assignment)
+    running, placed = columns.node >= 0, where >= 0
+    slotted = [i for i, s in enumerate(assignment.mig_slots) if s is not None]
+    mig = {}
+    for i in slotted:
+        pod, node, slot = pods[i], where[i], assignment.mig_slots[i]
+        assert slot is not None
+        mig[pod.key] = f"{instance.nodes[node].mig_gpus[slot[0]].index}:{pod.mig_profile}@{slot[1]}"
+    # A move: placed elsewhere, or on its node in another MIG instance (then one of the slots is set).
+    maybe_moved = (running & placed & (where != columns.node)).copy()
+    maybe_moved[slotted] |= running[slotted] & placed[slotted]
+    maybe_moved[columns.slotted] |= placed[columns.slotted]
+    moves = []
+    for i in np.flatnonzero(maybe_moved).tolist():
+        pod, node = pods[i], assignment.nodes[i]
+        assert pod.node is not None
+        assert node is not None
+        if node != pod.node or assignment.mig_slots[i] != pod.mig_slot:
             moves.append(Move(pod.key, names[pod.node], names[node]))
-    before = validate.score(instance, inst.Assignment.current(instance)).placed_by_priority
-    after = validate.score(instance, assignment).placed_by_priority
+    evictions = [pods[i].key for i in np.flatnonzero(running & ~placed).tolist()]
+    started = [pods[i].key for i in np.flatnonzero(~running & placed).tolist()]
+    before = validate.tally_current(instance).placed_by_priority
+    after = validate.tally(instance, assignment).placed_by_priority
     counts = {p: TierCount(before[p], after[p]) for p in before}
     return Plan(
         status,

@@ -214,3 +214,61 @@ def test_a_large_cluster_cut_to_a_neighbourhood_still_gets_a_valid_plan_never_be
     assert validate.key(validate.score(cluster, plan.assignment)) >= validate.key(
         validate.score(cluster, hint)
     )
+
+
+@st.composite
+def any_assignment(draw: st.DrawFn, cluster: inst.Instance) -> inst.Assignment:
+    """Any assignment of ``cluster``'s pods, valid or not: nodes, MIG GPUs and starts at random."""
+    nodes = [draw(st.one_of(st.none(), st.integers(0, len(cluster.nodes) - 1))) for _ in cluster.pods]
+    slots = [
+        draw(st.one_of(st.none(), st.tuples(st.integers(0, 2), st.integers(0, 7)))) if n is not None else None
+        for n in nodes
+    ]
+    return inst.Assignment.of(nodes, slots)
+
+
+@PROPERTY
+@given(st.data(), clusters(), st.one_of(st.none(), st.integers(0, 2)))
+def test_the_array_checker_finds_exactly_what_the_reference_validator_finds(
+    data: st.DataObject, cluster: inst.Instance, max_evictions: int | None
+) -> None:
+    """``check`` and ``tally`` (what the packer runs) against ``problems`` and ``score`` (per pod)."""
+    candidates = [
+        data.draw(any_assignment(cluster)),
+        greedy.schedule(cluster),
+        inst.Assignment.current(cluster),
+    ]
+    for assignment in candidates:
+        reference = validate.problems(cluster, assignment, max_evictions=max_evictions)
+        found = validate.check(cluster, assignment, max_evictions=max_evictions)
+        assert sorted(found) == sorted(reference)
+        assert validate.tally(cluster, assignment) == validate.score(cluster, assignment)
+    assert validate.tally_current(cluster) == validate.score(cluster, inst.Assignment.current(cluster))
+
+
+@PROPERTY
+@given(clusters())
+def test_pods_share_a_shape_exactly_when_they_have_the_same_priority_requests_profile_and_nodes(
+    cluster: inst.Instance,
+) -> None:
+    columns = cluster.columns
+    for i, a in enumerate(cluster.pods):
+        assert columns.eligible_sets[columns.eligible[i]] == a.eligible
+        for j, b in enumerate(cluster.pods):
+            same = (a.priority, a.requests, a.mig_profile, a.eligible) == (
+                b.priority,
+                b.requests,
+                b.mig_profile,
+                b.eligible,
+            )
+            assert bool(columns.shape[i] == columns.shape[j]) is same
+
+
+def test_a_window_spent_before_cp_sat_returns_greedys_plan_without_stages() -> None:
+    """The window is a deadline: with nothing left after greedy no stage starts, and the plan is valid."""
+    cluster, _ = workloads.after_default_scheduler(workloads.Scenario(16, 8, 2, 1.05, 0))
+    plan = packing.solve(cluster, settings=packing.Settings(window_s=0.0, num_workers=1))
+    assert plan.stages == ()
+    assert plan.status is packing.Status.GREEDY
+    assert plan.assignment == greedy.schedule(cluster)
+    assert validate.problems(cluster, plan.assignment) == []
