@@ -58,7 +58,12 @@ class _Cluster:
         self.nonzero: IntMatrix = np.zeros((len(instance.nodes), len(self.scored)), dtype=np.int64)
         self.nodes = list(start.nodes)
         self.slots = list(start.mig_slots)
-        self.taken: list[list[set[int]]] = [[set(g.blocked) for g in n.mig_gpus] for n in instance.nodes]
+        # Nodes without MIG GPUs share one empty list (never written: it has no GPU to write to);
+        # 5 000 new lists would wake the garbage collector, which then walks every pod.
+        none: list[set[int]] = []
+        self.taken: list[list[set[int]]] = [
+            [set(g.blocked) for g in n.mig_gpus] if n.mig_gpus else none for n in instance.nodes
+        ]
         self._residents: list[set[int]] | None = None
         self._masks: dict[int, npt.NDArray[np.bool_]] = {}
         self._evictable: dict[int, IntMatrix] = {}

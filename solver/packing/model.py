@@ -96,6 +96,7 @@ class PackingModel:
         self.gpu_used: dict[tuple[int, int], cp_model.IntVar] = {}
         """(node, GPU position) -> the GPU holds a new or kept MIG instance of a free pod."""
         self._groups: list[list[int]] | None = None
+        self._placed: dict[int, cp_model.LinearExpr] = {}
         self._add_variables()
         self.by_class: dict[int, list[int]] = defaultdict(list)
         self.by_node: dict[int, list[int]] = defaultdict(list)
@@ -166,8 +167,10 @@ class PackingModel:
 
     # --- expressions the objectives and stages share --------------------------------------
     def placed(self, c: int) -> cp_model.LinearExpr:
-        """Pods of class ``c`` placed."""
-        return cp_model.LinearExpr.sum([self.y[(c, n)] for n in self.by_class[c]])
+        """Pods of class ``c`` placed (built once per class: every stage's objective asks again)."""
+        if c not in self._placed:
+            self._placed[c] = cp_model.LinearExpr.sum([self.y[(c, n)] for n in self.by_class[c]])
+        return self._placed[c]
 
     def stays(self) -> cp_model.LinearExpr:
         """Running free pods that stay where they are."""
@@ -224,14 +227,17 @@ class PackingModel:
     # --- hints and solutions ----------------------------------------------------------------
     def hint(self, assignment: inst.Assignment) -> None:
         """Replace the hint with a complete one: every variable's value in ``assignment``."""
-        assignment = self._canonical(assignment)
+        relabel = self._canonical(assignment)
         values = dict.fromkeys(self.variables(), 0)
         where = assignment.nodes
         for c, cls in enumerate(self.classes):
             placed = 0
             for i in cls.members:
                 n = where[i]
-                if n is None or (c, n) not in self.y:
+                if n is None:
+                    continue
+                n = relabel.get(n, n)
+                if (c, n) not in self.y:
                     continue
                 placed += 1
                 values[self.y[(c, n)]] += 1
@@ -249,20 +255,22 @@ class PackingModel:
                 values[self.evicted[c]] = max(0, cls.running_count - placed)
         set_hint(self.cp, values)
 
-    def _canonical(self, assignment: inst.Assignment) -> inst.Assignment:
-        """``assignment`` with interchangeable nodes relabelled so that it meets the symmetry rule."""
-        weights = {i: self.load_weight(c) for c, cls in enumerate(self.classes) for i in cls.members}
+    def _canonical(self, assignment: inst.Assignment) -> dict[int, int]:
+        """How to relabel interchangeable nodes so that ``assignment`` meets the symmetry rule.
+
+        Only the free pods' load counts (the rule orders the model's variables), so only they are read.
+        """
         load: dict[int, int] = defaultdict(int)
-        for i, n in enumerate(assignment.nodes):
-            if n is not None and i in weights:
-                load[n] += weights[i]
+        for c, cls in enumerate(self.classes):
+            weight = self.load_weight(c)
+            for i in cls.members:
+                if (n := assignment.nodes[i]) is not None:
+                    load[n] += weight
         relabel: dict[int, int] = {}
         for group in self.symmetric_groups():
             by_load = sorted(group, key=lambda n: -load[n])
             relabel.update(zip(by_load, group, strict=True))
-        return inst.Assignment.of(
-            [relabel.get(n, n) if n is not None else None for n in assignment.nodes], assignment.mig_slots
-        )
+        return relabel
 
     def decode(self, value: Callable[[cp_model.IntVar], int]) -> inst.Assignment:
         """The assignment a solution describes: members of each class put on its counted nodes.
