@@ -116,13 +116,13 @@ class Instance:
         # fromiter over one flat stream: np.array over 50 000 tuples takes four times as long.
         flat = itertools.chain.from_iterable([p.requests for p in self.pods])
         matrix = np.fromiter(flat, dtype=np.int64, count=len(self.pods) * len(self.resources))
-        return matrix.reshape(len(self.pods), len(self.resources))
+        return _frozen(matrix.reshape(len(self.pods), len(self.resources)))
 
     @functools.cached_property
     def allocatable(self) -> npt.NDArray[np.int64]:
         """Nodes x resources matrix of allocatable amounts."""
         matrix = np.array([n.allocatable for n in self.nodes], dtype=np.int64)
-        return matrix.reshape(len(self.nodes), len(self.resources))
+        return _frozen(matrix.reshape(len(self.nodes), len(self.resources)))
 
     @functools.cached_property
     def current(self) -> Assignment:
@@ -190,6 +190,12 @@ class Assignment:
     def of(cls, nodes: Sequence[int | None], mig_slots: Sequence[MigSlot | None]) -> Assignment:
         """An assignment from lists (the builders' working form)."""
         return cls(tuple(nodes), tuple(mig_slots))
+
+
+def _frozen(array: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``array``, read-only: it is cached on the instance and shared by every step of a solve."""
+    array.flags.writeable = False
+    return array
 
 
 def _positions(things: Sequence[object]) -> tuple[npt.NDArray[np.int64], list[object]]:

@@ -35,13 +35,16 @@ from fairpack.solver.packing.model import PackingModel, set_hint
 logger = logging.getLogger(__name__)
 
 WRAP_UP_SHARE = 0.15
-"""Share of the window kept for the work after the last stage's time limit: CP-SAT stops 10-70 ms
-after its limit (measured at 8 000 variables on the loaded 2-core machine), then the solution is
-decoded (20-50 ms), validated and named. At 0.10 a 1 000-node run still overran to 1.02-1.06 s;
-at 0.12 and 0.15 the same runs found the same improvements (+3 to +10 pods)..."""
+"""Share of the window kept for the work after the last stage's time limit, at most ``WRAP_UP_S``:
+CP-SAT stops 10-70 ms after its limit (measured at 8 000 variables on the loaded 2-core machine),
+then the solution is decoded (20-50 ms), validated and named. At 0.10 of a 1 s window a 1 000-node
+run still overran to 1.02-1.06 s; at 0.12 and 0.15 the same runs found the same improvements
+(+3 to +10 pods)..."""
+WRAP_UP_S = 0.15
+"""... since that work does not grow with the window (a 5 s window would otherwise keep 0.75 s)..."""
 WRAP_UP_PER_POD_S = 3e-6
 """... plus this per pod of the instance: validating and naming the plan are array work over every
-pod (measured 0.07-0.12 s at 50 000 pods, and the last stage may overrun its limit a little)."""
+pod (measured 0.07-0.12 s at 50 000 pods)."""
 
 MIN_STAGE_SHARE = 0.05
 """Share of the window that must be left for the stages after greedy and model building, else
@@ -97,7 +100,8 @@ def solve(
     started = time.monotonic()
     end = started + settings.window_s
     # The stages stop short of the window: choosing, validating and naming the plan follow them.
-    deadline = end - settings.window_s * WRAP_UP_SHARE - len(instance.pods) * WRAP_UP_PER_POD_S
+    wrap_up = min(settings.window_s * WRAP_UP_SHARE, WRAP_UP_S) + len(instance.pods) * WRAP_UP_PER_POD_S
+    deadline = end - wrap_up
     steps = _Steps(started)
     hint = greedy.schedule(instance, settings=_greedy_settings(settings))
     steps.done("greedy")
