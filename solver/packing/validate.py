@@ -58,7 +58,8 @@ def _pod_problems(instance: inst.Instance, i: int, node: int | None, slot: inst.
         if pod.node is not None and not pod.evictable:
             found.append(f"{pod.key} may not be evicted")
         return found
-    if node not in pod.eligible:
+    if node not in pod.eligible and node != pod.node:
+        # A running pod may stay where its node no longer admits it (IgnoredDuringExecution).
         found.append(f"{pod.key} may not run on {instance.nodes[node].name} (selector, affinity or taints)")
     if pod.node is not None and node != pod.node and not pod.movable:
         found.append(f"{pod.key} may not move from {instance.nodes[pod.node].name}")

@@ -252,3 +252,18 @@ def test_new_mig_instances_go_to_a_gpu_already_in_use() -> None:
     plan = solve(cluster)
     assert plan.mig_instances["ns/new"].startswith("0:")
     assert [s.name for s in plan.stages][-1] == "fragmentation"
+
+
+def test_a_pod_left_on_a_node_that_no_longer_admits_it_does_not_sink_the_plan() -> None:
+    """Required affinity and NoSchedule taints are IgnoredDuringExecution: the pod may stay.
+
+    The adapter pins such a pod where it runs; the validator used to reject every plan that kept it
+    there (so the packer fell back to greedy's plan, which keeps it there too).
+    """
+    tainted = pod("tainted", 300, on=0, where=frozenset(), controller=False)
+    cluster = inst.Instance(RESOURCES, (node("n0"),), (tainted, pod("new", 300)))
+    plan = solve(cluster)
+    assert plan.placements == {"ns/tainted": "n0", "ns/new": "n0"}
+    assert plan.status is packing.Status.OPTIMAL
+    moved = inst.Assignment.of((None, 0), (None, None))
+    assert any("may not be evicted" in p for p in validate.problems(cluster, moved))
