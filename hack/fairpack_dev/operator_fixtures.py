@@ -83,6 +83,33 @@ TEST_LABEL = "fairpack.io/test-namespace"
 """Label on the cluster-scoped objects (Tenants) a test creates: its namespace."""
 
 
+def tenant(ns: str, name: str, **spec: Any) -> Obj:
+    """A Tenant labelled with the test's namespace (so ``ns`` deletes it); ``spec`` as given."""
+    return {
+        "apiVersion": FAIRPACK,
+        "kind": "Tenant",
+        "metadata": {"name": name, "labels": {TEST_LABEL: ns}},
+        "spec": spec,
+    }
+
+
+def spark_job(ns: str, name: str, tenant: str, **spec: Any) -> Obj:
+    """A SparkJob of user ``u`` in ``tenant`` with one small executor; ``spec`` overrides fields."""
+    return {
+        "apiVersion": FAIRPACK,
+        "kind": "SparkJob",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "tenant": tenant,
+            "user": "u",
+            "mainApplicationFile": "local:///app.jar",
+            "driver": {"cores": 1, "memory": "256Mi"},
+            "executor": {"instances": 1, "cores": 1, "memory": "256Mi"},
+            **spec,
+        },
+    }
+
+
 @pytest.fixture
 def ns(kube: Kube, namespace: str) -> Iterator[str]:
     """The test's namespace; afterwards the fairpack objects of the test (Tenants labelled with

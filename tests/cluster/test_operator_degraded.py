@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fairpack_dev.operator_fixtures import FAIRPACK, TEST_LABEL, Kube, kube, ns, run_operator
+from fairpack_dev.operator_fixtures import FAIRPACK, Kube, kube, ns, run_operator, spark_job, tenant
 from fairpack_dev.testkit import wait_for
 
 from fairpack.solver import labels
@@ -16,31 +16,17 @@ pytestmark = pytest.mark.cluster
 __all__ = ["kube", "ns", "run_operator"]
 
 
-def spark_job(ns: str, name: str, tenant: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": FAIRPACK,
-        "kind": "SparkJob",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "tenant": tenant,
-            "user": "u",
-            "mainApplicationFile": "local:///app.jar",
-            "driver": {"cores": 1, "memory": "1Gi"},
-            "executor": {"instances": 1, "cores": 1, "memory": "1Gi"},
-            "estimatedSeconds": 1,
-            "podAnnotations": {labels.SIMULATED_RUN_TIME_ANNOTATION: "1s"},
-            **spec,
-        },
-    }
-
-
-def tenant(ns: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": FAIRPACK,
-        "kind": "Tenant",
-        "metadata": {"name": name, "labels": {TEST_LABEL: ns}},
-        "spec": {"weight": 1, "users": ["u"]},
-    }
+def small_job(ns: str, name: str, tenant: str, **spec: Any) -> dict[str, Any]:
+    return spark_job(
+        ns,
+        name,
+        tenant,
+        driver={"cores": 1, "memory": "1Gi"},
+        executor={"instances": 1, "cores": 1, "memory": "1Gi"},
+        estimatedSeconds=1,
+        podAnnotations={labels.SIMULATED_RUN_TIME_ANNOTATION: "1s"},
+        **spec,
+    )
 
 
 def conditions(kube: Kube, kind: str, name: str, ns: str) -> dict[str, dict[str, Any]]:
@@ -53,7 +39,7 @@ def test_a_sparkjob_of_an_unknown_tenant_is_degraded_until_the_tenant_exists(
 ) -> None:
     run_operator(FAIRPACK_ADMISSION_CYCLE_INTERVAL_S="0.5")
     missing = f"{ns}-later"
-    kube.create(spark_job(ns, "job", missing))
+    kube.create(small_job(ns, "job", missing))
     wait_for(
         lambda: conditions(kube, "SparkJob", "job", ns).get("Degraded", {}).get("status") == "True",
         60,
@@ -66,7 +52,7 @@ def test_a_sparkjob_of_an_unknown_tenant_is_degraded_until_the_tenant_exists(
     job = kube.get(FAIRPACK, "SparkJob", "job", ns) or {}
     assert "submittedAt" not in job["status"]  # not queued
 
-    kube.create(tenant(ns, missing))
+    kube.create(tenant(ns, missing, weight=1, users=["u"]))
     wait_for(
         lambda: conditions(kube, "SparkJob", "job", ns).get("Admitted", {}).get("status") == "True",
         60,
@@ -83,8 +69,8 @@ def test_a_sparkjob_whose_pods_the_api_refuses_is_degraded_naming_the_field(
     kube: Kube, ns: str, run_operator: Callable[..., Any]
 ) -> None:
     run_operator(FAIRPACK_ADMISSION_CYCLE_INTERVAL_S="0.5")
-    kube.create(tenant(ns, f"{ns}-t"))
-    kube.create(spark_job(ns, "job", f"{ns}-t", priorityClassName="no-such-class"))
+    kube.create(tenant(ns, f"{ns}-t", weight=1, users=["u"]))
+    kube.create(small_job(ns, "job", f"{ns}-t", priorityClassName="no-such-class"))
     wait_for(
         lambda: conditions(kube, "SparkJob", "job", ns).get("Degraded", {}).get("status") == "True",
         60,

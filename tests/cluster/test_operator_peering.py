@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fairpack_dev.operator_fixtures import FAIRPACK, TEST_LABEL, Kube, kube, ns, run_operator
+from fairpack_dev.operator_fixtures import FAIRPACK, Kube, kube, ns, run_operator, spark_job, tenant
 from fairpack_dev.testkit import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -24,30 +24,9 @@ def test_a_replica_that_does_not_lead_its_peering_admits_nothing_until_it_leads(
     kube: Kube, ns: str, gpu_nodes: Callable[..., Any], run_operator: Callable[..., Any]
 ) -> None:
     group = gpu_nodes("h100", count=1, taint=False)
-    tenant = f"{ns}-t"
-    kube.create(
-        {
-            "apiVersion": FAIRPACK,
-            "kind": "Tenant",
-            "metadata": {"name": tenant, "labels": {TEST_LABEL: ns}},
-            "spec": {"weight": 1},
-        }
-    )
-    kube.create(
-        {
-            "apiVersion": FAIRPACK,
-            "kind": "SparkJob",
-            "metadata": {"name": "job", "namespace": ns},
-            "spec": {
-                "tenant": tenant,
-                "user": "u",
-                "mainApplicationFile": "local:///app.jar",
-                "driver": {"cores": 1, "memory": "256Mi"},
-                "executor": {"instances": 1, "cores": 1, "memory": "256Mi"},
-                "estimatedSeconds": 60,
-            },
-        }
-    )
+    team = f"{ns}-t"
+    kube.create(tenant(ns, team, weight=1))
+    kube.create(spark_job(ns, "job", team, estimatedSeconds=60))
     # A first operator (standalone) creates the job's pods gated; its pool has no nodes, so the
     # job waits with a message and is never submitted to the queue.
     first = run_operator(FAIRPACK_ADMISSION_POOL="fairpack.io/test-no-such-pool=none")

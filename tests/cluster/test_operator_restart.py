@@ -8,29 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fairpack_dev.operator_fixtures import FAIRPACK, TEST_LABEL, Kube, kube, ns, run_operator
+from fairpack_dev.operator_fixtures import FAIRPACK, Kube, kube, ns, run_operator, spark_job, tenant
 from fairpack_dev.testkit import wait_for
 
 pytestmark = pytest.mark.cluster
 __all__ = ["kube", "ns", "run_operator"]
 
 JOBS, EXECUTORS, SERVICES = 4, 15, 3
-
-
-def sparkjob(ns: str, name: str, tenant: str) -> dict[str, Any]:
-    return {
-        "apiVersion": FAIRPACK,
-        "kind": "SparkJob",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "tenant": tenant,
-            "user": "u",
-            "mainApplicationFile": "local:///app.jar",
-            "driver": {"cores": 1, "memory": "256Mi"},
-            "executor": {"instances": EXECUTORS, "cores": 1, "memory": "256Mi"},
-            "estimatedSeconds": 60,
-        },
-    }
 
 
 def llmservice(ns: str, name: str) -> dict[str, Any]:
@@ -56,16 +40,15 @@ def test_a_killed_operator_leaves_no_duplicate_or_orphaned_objects(
     kube: Kube, ns: str, gpu_nodes: Callable[..., Any], run_operator: Callable[..., Any]
 ) -> None:
     group = gpu_nodes("h100", count=1, taint=False)
-    tenant = f"{ns}-t"
-    kube.create(
-        {"apiVersion": FAIRPACK, "kind": "Tenant", "metadata": {"name": tenant, "labels": {TEST_LABEL: ns}}}
-    )
+    team = f"{ns}-t"
+    kube.create(tenant(ns, team))
     pool = ",".join(f"{k}={v}" for k, v in group.selector.items())
     first = run_operator(FAIRPACK_ADMISSION_POOL=pool)
     for i in range(SERVICES):
         kube.create(llmservice(ns, f"llm-{i}"))
     for i in range(JOBS):
-        kube.create(sparkjob(ns, f"job-{i}", tenant))
+        executors = {"instances": EXECUTORS, "cores": 1, "memory": "256Mi"}
+        kube.create(spark_job(ns, f"job-{i}", team, executor=executors, estimatedSeconds=60))
 
     total = JOBS * (EXECUTORS + 1)
     wait_for(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fairpack_dev.operator_fixtures import FAIRPACK, TEST_LABEL, Kube, kube, ns, run_operator
+from fairpack_dev.operator_fixtures import FAIRPACK, Kube, kube, ns, run_operator, spark_job, tenant
 from fairpack_dev.testkit import wait_for
 
 from fairpack.solver import labels
@@ -41,23 +41,19 @@ def seconds(stamp: str | None) -> float | None:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def spark_job(ns: str, name: str, tenant: str) -> dict[str, Any]:
+def gpu_job(ns: str, name: str, tenant: str) -> dict[str, Any]:
     # Two executors of 3 GPUs: one job fills 6 of the pool node's 8 GPUs, so jobs run one at a time.
-    return {
-        "apiVersion": FAIRPACK,
-        "kind": "SparkJob",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "tenant": tenant,
-            "user": "u",
-            "mainApplicationFile": "local:///opt/spark/examples/jars/spark-examples.jar",
-            "mainClass": "org.apache.spark.examples.SparkPi",
-            "driver": {"cores": 1, "memory": "1Gi"},
-            "executor": {"instances": 2, "cores": 1, "memory": "1Gi", "gpus": 3},
-            "estimatedSeconds": 2,
-            "podAnnotations": {labels.SIMULATED_RUN_TIME_ANNOTATION: RUN},
-        },
-    }
+    return spark_job(
+        ns,
+        name,
+        tenant,
+        mainApplicationFile="local:///opt/spark/examples/jars/spark-examples.jar",
+        mainClass="org.apache.spark.examples.SparkPi",
+        driver={"cores": 1, "memory": "1Gi"},
+        executor={"instances": 2, "cores": 1, "memory": "1Gi", "gpus": 3},
+        estimatedSeconds=2,
+        podAnnotations={labels.SIMULATED_RUN_TIME_ANNOTATION: RUN},
+    )
 
 
 def facts(jobs: list[dict[str, Any]], *, at: float) -> list[uwfq.JobFact]:
@@ -109,19 +105,12 @@ def test_sparkjobs_are_admitted_in_uwfq_order_and_finish_within_the_fairness_bou
     group = gpu_nodes("h100", count=1, taint=False)
     tenants = {short: f"{ns}-{short}" for short in WEIGHTS}
     for short, name in tenants.items():
-        kube.create(
-            {
-                "apiVersion": FAIRPACK,
-                "kind": "Tenant",
-                "metadata": {"name": name, "labels": {TEST_LABEL: ns}},
-                "spec": {"weight": WEIGHTS[short], "users": ["u"]},
-            }
-        )
+        kube.create(tenant(ns, name, weight=WEIGHTS[short], users=["u"]))
     pool = ",".join(f"{k}={v}" for k, v in group.selector.items())
     run_operator(FAIRPACK_ADMISSION_POOL=pool, FAIRPACK_ADMISSION_CYCLE_INTERVAL_S="0.5")
     for short in ("a", "b", "c"):  # the heavy tenant first
         for i in range(JOBS[short]):
-            kube.create(spark_job(ns, f"{short}-{i}", tenants[short]))
+            kube.create(gpu_job(ns, f"{short}-{i}", tenants[short]))
 
     def finished() -> list[dict[str, Any]] | None:
         jobs = kube.list(FAIRPACK, "SparkJob", ns)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fairpack_dev.operator_fixtures import FAIRPACK, TEST_LABEL, Kube, kube, ns, run_operator
+from fairpack_dev.operator_fixtures import FAIRPACK, Kube, kube, ns, run_operator, spark_job, tenant
 from fairpack_dev.testkit import Pod, wait_for
 
 from fairpack.solver import labels
@@ -47,10 +47,8 @@ def test_executors_a_driver_creates_are_gated_as_the_jobs_and_released(
     kube: Kube, ns: str, gpu_nodes: Callable[..., Any], run_operator: Callable[..., Any], webhook_port: int
 ) -> None:
     group = gpu_nodes("h100", count=1, taint=False)
-    tenant = f"{ns}-t"
-    kube.create(
-        {"apiVersion": FAIRPACK, "kind": "Tenant", "metadata": {"name": tenant, "labels": {TEST_LABEL: ns}}}
-    )
+    team = f"{ns}-t"
+    kube.create(tenant(ns, team))
     run_operator(
         FAIRPACK_ADMISSION_POOL=",".join(f"{k}={v}" for k, v in group.selector.items()),
         FAIRPACK_WEBHOOK_ENABLED="true",
@@ -62,19 +60,7 @@ def test_executors_a_driver_creates_are_gated_as_the_jobs_and_released(
         60,
         what="kopf's MutatingWebhookConfiguration",
     )
-    kube.create(
-        {
-            "apiVersion": FAIRPACK,
-            "kind": "SparkJob",
-            "metadata": {"name": "job", "namespace": ns},
-            "spec": {
-                "tenant": tenant,
-                "user": "u",
-                "mainApplicationFile": "local:///app.jar",
-                "executor": {"instances": 1, "cores": 1, "memory": "1Gi"},
-            },
-        }
-    )
+    kube.create(spark_job(ns, "job", team, executor={"instances": 1, "cores": 1, "memory": "1Gi"}))
     wait_for(
         lambda: (
             ((kube.get(FAIRPACK, "SparkJob", "job", ns) or {}).get("status") or {}).get("phase") == "Running"
@@ -87,7 +73,7 @@ def test_executors_a_driver_creates_are_gated_as_the_jobs_and_released(
     # The driver asks for another executor, as Spark's dynamic allocation does.
     created = kube.create(executor(ns, "job-exec-extra", driver))
     assert created["metadata"]["labels"][JOB_LABEL] == "job"
-    assert created["metadata"]["labels"][labels.TENANT_LABEL] == tenant
+    assert created["metadata"]["labels"][labels.TENANT_LABEL] == team
     assert {"name": labels.ADMISSION_GATE} in created["spec"]["schedulingGates"]
     wait_for(
         lambda: not (kube.get("v1", "Pod", "job-exec-extra", ns) or {})["spec"].get("schedulingGates"),
