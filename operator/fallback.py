@@ -425,14 +425,34 @@ def post_event(pod: Mapping[str, Any], reason: str, message: str, *, warning: bo
     )
 
 
+@dataclass
+class Repeats:
+    """The situation the last plan that did not act was made for (its instance and budgets).
+
+    The same situation gives the same plan: while nothing changed, the fallback does not spend a
+    solver window on it again every ``interval_s`` (nor post and record it again), only once
+    ``plan_freshness_s`` has passed."""
+
+    situation: int | None = None
+    at: float = 0.0
+
+    def seen(self, situation: int, *, now: float, freshness_s: float) -> bool:
+        return situation == self.situation and now - self.at < freshness_s
+
+    def remember(self, situation: int | None, *, now: float) -> None:
+        self.situation, self.at = situation, now
+
+
 def run_pass(
     settings: FallbackSettings,
     build: InstanceBuilder,
     namespace: str,
     again: Callable[[float], None],
     now: float,
+    repeats: Repeats | None = None,
 ) -> str | None:
-    """Steps 1-6 once; returns the outcome (None when nothing was stuck long enough)."""
+    """Steps 1-6 once; returns the outcome (None when nothing was stuck long enough, or when
+    ``repeats`` holds this very situation)."""
     nodes = k8s.list_objects("v1", "Node")
     pods = k8s.list_objects("v1", "Pod")
     waiting = [p for p in pods if unschedulable_since(p) is not None and is_ours(p)]
@@ -449,6 +469,9 @@ def run_pass(
         movable={k for k, p in by_key.items() if recreated(p)},
         held=held(found),
     )
+    situation = hash((instance, tuple(found)))
+    if repeats is not None and repeats.seen(situation, now=now, freshness_s=settings.plan_freshness_s):
+        return None
     plan = plan_within_budgets(instance, found, settings)
     before, after = high_priority_placed(plan, settings.high_priority)
     targets = pinned(plan, [key(p) for p in pending])
@@ -463,6 +486,9 @@ def run_pass(
         outcome = execution.outcome
         if execution.refusal is not None:
             logger.warning("plan blocked: eviction of %s refused; pins removed", execution.refusal)
+    if repeats is not None:
+        acted = execution is not None and execution.refusal is None
+        repeats.remember(None if acted else situation, now=now)
     metrics.PLANS.labels(outcome).inc()
     record(
         entry(
@@ -500,7 +526,12 @@ def register(
     async def start(memo: kopf.Memo, **_: Any) -> None:
         holder: dict[str, kicks.KickedLoop] = {}
         step = functools.partial(
-            run_pass, settings, build, namespace, lambda d: holder["loop"].kick(delay_s=d)
+            run_pass,
+            settings,
+            build,
+            namespace,
+            lambda d: holder["loop"].kick(delay_s=d),
+            repeats=Repeats(),
         )
         holder["loop"] = memo["fallback"] = kicks.KickedLoop("fallback", step, active=memo.get("active"))
 

@@ -70,6 +70,15 @@ class Scenario:
         assert self.big_node() is None
 
 
+def assert_not_planned_again(scenario: Scenario) -> None:
+    """Five passes later (interval 2 s) nothing was evicted or pinned, and a plan that did not act
+    was not made again for the same situation: at most one more record, for a change while the
+    cluster settled (without the guard every pass records one)."""
+    time.sleep(10)
+    assert len(scenario.plans()) <= 2, scenario.plans()
+    scenario.assert_untouched()
+
+
 @pytest.fixture
 def scenario(
     request: pytest.FixtureRequest, kube: Kube, ns: str, gpu_nodes: Callable[..., Any]
@@ -171,10 +180,7 @@ def test_in_dry_run_the_fallback_records_the_plan_and_touches_nothing(
     assert plans[0]["high_priority_placed"] == {"before": 2, "after": 3}
     assert plans[0]["evictions_count"] == 1
     assert list(plans[0]["pins"]) == [f"{scenario.ns}/big"]
-    # Another pass or two later (interval 2 s), still nothing evicted or pinned.
-    wait_for(lambda: len(scenario.plans()) >= 3, 60, what="more dry-run passes")
-    assert {p["outcome"] for p in scenario.plans()} == {"dry_run"}
-    scenario.assert_untouched()
+    assert_not_planned_again(scenario)
 
 
 def test_a_disruption_budget_that_allows_none_keeps_the_fallback_from_evicting(
@@ -205,9 +211,7 @@ def test_a_disruption_budget_that_allows_none_keeps_the_fallback_from_evicting(
     assert plans[0]["outcome"] == "no_gain", plans
     assert plans[0]["high_priority_placed"] == {"before": 2, "after": 2}
     assert plans[0]["evictions"] == []
-    wait_for(lambda: len(scenario.plans()) >= 2, 60, what="another pass")
-    assert {p["outcome"] for p in scenario.plans()} == {"no_gain"}
-    scenario.assert_untouched()
+    assert_not_planned_again(scenario)
     # Once the budget allows one disruption, the plan goes ahead.
     kube.patch("policy/v1", "PodDisruptionBudget", "halves", {"spec": {"maxUnavailable": 1}}, namespace=ns)
     assert_moved_one_pod(scenario)
@@ -261,6 +265,4 @@ def test_pods_of_another_scheduler_are_never_moved(
     plans = wait_for(scenario.plans, 60, what="a recorded plan")
     assert plans[0]["outcome"] == "no_gain", plans
     assert plans[0]["evictions"] == []
-    wait_for(lambda: len(scenario.plans()) >= 2, 60, what="another pass")
-    assert {p["outcome"] for p in scenario.plans()} == {"no_gain"}
-    scenario.assert_untouched()
+    assert_not_planned_again(scenario)
