@@ -372,12 +372,14 @@ def flow(tenant_name: str, user: str) -> UserName:
 
 def flow_weights(jobs: Iterable[Job], tenants: Mapping[str, tenant.Tenant]) -> dict[UserName, float]:
     """Each flow's weight: its tenant's weight split equally among the tenant's users that have
-    unfinished jobs (a tenant whose users have all finished keeps the split of one user). The
-    split follows who is active, so a tenant's share does not depend on how many users it lists."""
+    queued or running jobs (a tenant whose users have all finished keeps the split of one user).
+    The split follows who is active, so a tenant's share does not depend on how many users it
+    lists; a job that never entered the queue (Degraded, e.g. its user is not a member) takes no
+    part of it."""
     users: dict[str, set[str]] = {}
     for job in jobs:
         users.setdefault(job.tenant, set())
-        if job.phase not in FINISHED:
+        if job.status.get("submittedAt") and job.phase not in FINISHED:
             users[job.tenant].add(job.user)
     weights: dict[UserName, float] = {}
     for job in jobs:
@@ -611,7 +613,13 @@ def run_cycle(settings: AdmissionSettings, now: float, *, sources: Sequence[Sour
     selector = resources.parse_selector(settings.pool)
     pool = resources.pool_nodes(snap.nodes, selector)
     total = resources.capacity(pool)
-    node_sizes = [resources.capacity([node]) for node in pool]
+    # "Fits no node" is judged on every node of the pool, cordoned or NotReady ones too: a job
+    # waiting for the one large node to come back from maintenance is queued, not Degraded.
+    node_sizes = [
+        resources.capacity([node])
+        for node in snap.nodes
+        if resources.matches(node["metadata"].get("labels"), selector)
+    ]
     queue, estimator = rebuild(snap, settings)
     submit(snap, settings, estimator, total, node_sizes)
     queue, _ = rebuild(snap, settings)

@@ -331,6 +331,11 @@ def test_a_tenants_weight_is_split_among_its_active_users() -> None:
     done["status"]["phase"] = "Succeeded"
     weights = admission.flow_weights([*snap.jobs, admission.Job(done)], snap.tenants)
     assert weights[admission.flow("a", "u1")] == 0.5
+    # Nor does a job that never entered the queue (Degraded: no submittedAt), e.g. of a non-member.
+    outsider = queued("x-0", "a", "2026-01-01T00:00:04Z", user="x")
+    del outsider["status"]["submittedAt"]
+    weights = admission.flow_weights([*snap.jobs, admission.Job(outsider)], snap.tenants)
+    assert weights[admission.flow("a", "u1")] == 0.5
 
 
 def test_a_finished_run_teaches_the_size_of_the_users_next_job(monkeypatch: pytest.MonkeyPatch) -> None:
