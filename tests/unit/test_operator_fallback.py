@@ -242,6 +242,31 @@ def test_a_plan_that_overdraws_a_budget_is_solved_again_without_its_pods() -> No
     assert fallback.high_priority_placed(kept, 1000) == (0, 0)
 
 
+def test_the_rounds_of_one_plan_share_one_solver_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    instance = inst.Instance(
+        resources=("cpu",),
+        nodes=(inst.PackNode("n0", (4000,)),),
+        pods=(
+            *(inst.PackPod(f"ns/l{i}", 0, (2000,), frozenset({0}), node=0, evictable=True) for i in range(2)),
+            inst.PackPod("ns/high", 2000, (4000,), frozenset({0})),
+        ),
+    )
+    windows: list[float] = []
+    solve = packing.solve
+
+    def spy(instance: inst.Instance, *, settings: packing.Settings) -> packing.Plan:
+        windows.append(settings.window_s)
+        return solve(instance, settings=settings)
+
+    monkeypatch.setattr(packing, "solve", spy)
+    budget = [fallback.Budget("ns/all", 1, frozenset({"ns/l0", "ns/l1"}))]
+    fallback.plan_within_budgets(instance, budget, FallbackSettings(solver_window_s=0.5, max_evictions=4))
+    assert len(windows) == 2  # the first plan overdraws the budget, the second keeps its pods
+    # The second round gets what the first left of the window, not a window of its own.
+    assert windows[0] <= 0.5
+    assert windows[1] < windows[0], windows
+
+
 def test_a_recorded_plan_is_bounded_in_bytes_and_keeps_the_counts() -> None:
     many = [f"namespace-{i:05d}/pod-with-a-fairly-long-name-{i:05d}" for i in range(5000)]
     plan = packing.solve(cluster(), settings=packing.Settings(window_s=2.0, max_evictions=1))
