@@ -15,6 +15,7 @@ import pytest
 from kubernetes import client, dynamic
 
 from fairpack_dev import operator_process
+from fairpack_dev.testkit import Pod
 
 Obj = dict[str, Any]
 
@@ -146,3 +147,31 @@ def run_operator(
         op.stop()
         print(f"--- {op.log.name} (last 40 lines)")
         print("\n".join(op.log.read_text(errors="replace").splitlines()[-40:]))
+
+
+def executor_pod(driver: Obj, name: str, **pod_labels: str) -> Obj:
+    """An executor pod as a Spark driver creates it (dynamic allocation): labelled
+    ``spark-role=executor`` (and ``pod_labels``), owned by the driver pod."""
+    pod = (
+        Pod(name, driver["metadata"]["namespace"])
+        .label(**{"spark-role": "executor", **pod_labels})
+        .manifest()
+    )
+    pod["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": driver["metadata"]["name"],
+            "uid": driver["metadata"]["uid"],
+        }
+    ]
+    return pod
+
+
+def priority_class(name: str, value: int) -> Obj:
+    return {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": name},
+        "value": value,
+    }

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from fairpack_dev import chart, cluster, credentials, fairpack_up, operator_process, testkit
-from fairpack_dev.operator_fixtures import FAIRPACK, Kube, kube
+from fairpack_dev.operator_fixtures import FAIRPACK, Kube, executor_pod, kube, priority_class
 from fairpack_dev.testkit import Pod
 from kubernetes import client, config
 from kubernetes.client import exceptions as client_exceptions
@@ -460,20 +460,6 @@ def local_webhook(kube: Kube, tmp_path: pathlib.Path, port: int) -> tuple[str, d
     return name, env
 
 
-def executor_of(driver: dict[str, Any], name: str) -> dict[str, Any]:
-    """An executor pod as a Spark driver creates it (dynamic allocation): owned by the driver pod."""
-    pod = Pod(name, driver["metadata"]["namespace"]).label(**{"spark-role": "executor"}).manifest()
-    pod["metadata"]["ownerReferences"] = [
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "name": driver["metadata"]["name"],
-            "uid": driver["metadata"]["uid"],
-        }
-    ]
-    return pod
-
-
 @pytest.mark.local_only  # the API server calls the webhook at 127.0.0.1 on this machine
 def test_operator_token_queues_a_sparkjob_and_its_webhook_gates_the_drivers_executors(
     release: list[dict[str, Any]],
@@ -523,7 +509,7 @@ def test_operator_token_queues_a_sparkjob_and_its_webhook_gates_the_drivers_exec
         if driver is None:
             return None
         extra.append(f"{name}-exec-extra-{len(extra)}")
-        created = kube.create(executor_of(driver, extra[-1]))
+        created = kube.create(executor_pod(driver, extra[-1]))
         gated = {"name": labels.ADMISSION_GATE} in (created["spec"].get("schedulingGates") or [])
         return created if gated else None
 
@@ -637,14 +623,7 @@ def test_operator_token_executes_a_fallback_plan(
     the release's namespace all go through, so the high-priority pod runs."""
     group = gpu_nodes("h100", count=2)  # 8 GPUs each, tainted for this test only
     priority = f"{namespace}-high"
-    kube.create(
-        {
-            "apiVersion": "scheduling.k8s.io/v1",
-            "kind": "PriorityClass",
-            "metadata": {"name": priority},
-            "value": 1000,
-        }
-    )
+    kube.create(priority_class(priority, 1000))
     log = tmp_path / "operator.log"
 
     def half(name: str, avoid: str | None = None) -> dict[str, Any]:

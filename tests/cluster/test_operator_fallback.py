@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fairpack_dev.operator_fixtures import Kube, kube, ns, run_operator
+from fairpack_dev.operator_fixtures import Kube, kube, ns, priority_class, run_operator
 from fairpack_dev.testkit import Pod, wait_for
 
 from fairpack.solver import labels
@@ -87,14 +87,7 @@ def scenario(
     scheduler = getattr(request, "param", labels.SCHEDULER_NAME)
     group = gpu_nodes("h100", count=2)  # 8 GPUs each, tainted for this test only
     priority = f"{ns}-high"
-    kube.create(
-        {
-            "apiVersion": "scheduling.k8s.io/v1",
-            "kind": "PriorityClass",
-            "metadata": {"name": priority},
-            "value": 1000,
-        }
-    )
+    kube.create(priority_class(priority, 1000))
 
     def deployment(name: str, avoid: str | None = None) -> dict[str, Any]:
         pod = Pod(name, ns).fairpack().gpus(4).on(group).label(app="half").manifest()
@@ -147,7 +140,10 @@ def scenario(
 def assert_moved_one_pod(scenario: Scenario) -> None:
     """The plan executed once, placed the 8-GPU pod where it runs, and moved exactly one pod."""
     node = wait_for(scenario.big_node, 120, what="the 8-GPU pod running")
-    executed = [p for p in scenario.plans() if p["outcome"] == "executed"]
+    # The record is written after the evictions, so the pod may run before the plan is recorded.
+    executed = wait_for(
+        lambda: [p for p in scenario.plans() if p["outcome"] == "executed"], 30, what="the executed plan"
+    )
     assert len(executed) == 1, scenario.plans()
     plan = executed[0]
     assert plan["high_priority_placed"] == {"before": 2, "after": 3}

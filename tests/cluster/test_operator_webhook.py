@@ -8,7 +8,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fairpack_dev.operator_fixtures import FAIRPACK, Kube, kube, ns, run_operator, spark_job, tenant
+from fairpack_dev.operator_fixtures import (
+    FAIRPACK,
+    Kube,
+    executor_pod,
+    kube,
+    ns,
+    run_operator,
+    spark_job,
+    tenant,
+)
 from fairpack_dev.testkit import Pod, wait_for
 
 from fairpack.solver import labels
@@ -28,19 +37,6 @@ def webhook_port(kube: Kube) -> Iterator[int]:
     yield port
     # kopf leaves its managed configuration behind; it fails open, but remove it anyway.
     kube.delete("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", "fairpack.io")
-
-
-def executor(ns: str, name: str, driver: dict[str, Any]) -> dict[str, Any]:
-    pod = Pod(name, ns).label(**{"spark-role": "executor", "spark-app-selector": "spark-x"}).manifest()
-    pod["metadata"]["ownerReferences"] = [
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "name": driver["metadata"]["name"],
-            "uid": driver["metadata"]["uid"],
-        }
-    ]
-    return pod
 
 
 def test_executors_a_driver_creates_are_gated_as_the_jobs_and_released(
@@ -71,7 +67,7 @@ def test_executors_a_driver_creates_are_gated_as_the_jobs_and_released(
     driver = kube.get("v1", "Pod", "job-driver", ns) or {}
 
     # The driver asks for another executor, as Spark's dynamic allocation does.
-    created = kube.create(executor(ns, "job-exec-extra", driver))
+    created = kube.create(executor_pod(driver, "job-exec-extra", **{"spark-app-selector": "spark-x"}))
     assert created["metadata"]["labels"][JOB_LABEL] == "job"
     assert created["metadata"]["labels"][labels.TENANT_LABEL] == team
     assert {"name": labels.ADMISSION_GATE} in created["spec"]["schedulingGates"]
