@@ -44,7 +44,7 @@ from kubernetes import client
 
 from fairpack.operator import admission, k8s, kicks, metrics
 from fairpack.operator.settings import FallbackSettings
-from fairpack.solver import labels, packing
+from fairpack.solver import kube, labels, packing
 from fairpack.solver.packing import instance as inst
 
 logger = logging.getLogger(__name__)
@@ -164,18 +164,8 @@ def selects(selector: Mapping[str, Any] | None, pod_labels: Mapping[str, str]) -
         return False
     if any(pod_labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
         return False
-    for expr in selector.get("matchExpressions") or ():
-        present, value = expr["key"] in pod_labels, pod_labels.get(expr["key"])
-        match expr["operator"]:
-            case "In" if not present or value not in expr.get("values", ()):
-                return False
-            case "NotIn" if present and value in expr.get("values", ()):
-                return False
-            case "Exists" if not present:
-                return False
-            case "DoesNotExist" if present:
-                return False
-    return True
+    # In, NotIn, Exists and DoesNotExist mean the same on pod labels as in node affinity.
+    return all(kube.requirement(e).matches(pod_labels) for e in selector.get("matchExpressions") or ())
 
 
 def budgets(pdbs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> list[Budget]:

@@ -302,14 +302,15 @@ def _required_affinity(spec: Obj) -> tuple[model.NodeSelectorTerm, ...] | None:
         return None
     return tuple(
         model.NodeSelectorTerm(
-            tuple(_requirement(r) for r in term.get("matchExpressions") or ()),
-            tuple(_requirement(r) for r in term.get("matchFields") or ()),
+            tuple(requirement(r) for r in term.get("matchExpressions") or ()),
+            tuple(requirement(r) for r in term.get("matchFields") or ()),
         )
         for term in required.get("nodeSelectorTerms") or ()
     )
 
 
-def _requirement(obj: Obj) -> model.NodeSelectorRequirement:
+def requirement(obj: Obj) -> model.NodeSelectorRequirement:
+    """A ``{key, operator, values}`` expression, as node affinity and label selectors write it."""
     return model.NodeSelectorRequirement(str(obj["key"]), obj["operator"], tuple(obj.get("values") or ()))
 
 
