@@ -79,13 +79,13 @@ def unfit(role: llm_objects.Role, nodes: Sequence[model.Node]) -> str | None:
                     f"share one NVLink island, and no node{on} has an island that large (the largest has "
                     f"{largest}); ask fewer GPUs per replica"
                 )
-    resources = role.spec.get("resources") or {}
-    cpu = quantity.amount(model.CPU, resources.get("cpu", "4"), where=f"{where}.resources.cpu")
-    memory = quantity.amount(model.MEMORY, resources.get("memory", "32Gi"), where=f"{where}.resources.memory")
+    asked = llm_objects.replica_requests(role)
+    cpu = quantity.amount(model.CPU, asked["cpu"], where=f"{where}.resources.cpu")
+    memory = quantity.amount(model.MEMORY, asked["memory"], where=f"{where}.resources.memory")
     roomy = [n for n in candidates if n.allocatable.amount(model.CPU) >= cpu]
     if not any(n.allocatable.amount(model.MEMORY) >= memory for n in roomy):
         return (
-            f"{where}.resources: no node with the GPUs also has {resources.get('cpu', '4')} CPU and "
-            f"{resources.get('memory', '32Gi')} memory; ask less"
+            f"{where}.resources: no node with the GPUs also has {asked['cpu']} CPU and "
+            f"{asked['memory']} memory; ask less"
         )
     return None

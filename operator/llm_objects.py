@@ -100,14 +100,19 @@ def _metadata(body: Mapping[str, Any], name: str, role: str | None) -> dict[str,
     }
 
 
+def replica_requests(role: Role) -> dict[str, str]:
+    """A replica's cpu and memory requests: the role's ``resources``, else 4 cores and 32Gi."""
+    resources = role.spec.get("resources") or {}
+    return {"cpu": str(resources.get("cpu", "4")), "memory": str(resources.get("memory", "32Gi"))}
+
+
 def pod_template(body: Mapping[str, Any], role: Role) -> dict[str, Any]:
     """The pod template of a role: fairpack-scheduler, GPU/MIG requests, tenant and priority."""
     spec = body["spec"]
     model = spec["model"]
     meta = _metadata(body, "", role.name)
     tensor_parallel = int(role.spec.get("tensorParallel", 1))
-    resources = role.spec.get("resources", {})
-    amounts = {"cpu": str(resources.get("cpu", "4")), "memory": str(resources.get("memory", "32Gi"))}
+    amounts = replica_requests(role)
     amounts.update(gpu_resources(role.spec["gpu"]))
     args = ["--model", model["name"], "--port", str(model.get("port", 8000))]
     if tensor_parallel > 1:
