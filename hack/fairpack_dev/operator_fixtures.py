@@ -175,3 +175,29 @@ def priority_class(name: str, value: int) -> Obj:
         "metadata": {"name": name},
         "value": value,
     }
+
+
+def single_replica(pod: Obj, *, app: str, avoid: str | None = None) -> Obj:
+    """A one-replica Deployment of ``pod``'s spec, its pods labelled ``app`` and the pod's name;
+    with ``avoid``, required node affinity keeps them off that node."""
+    name, spec = pod["metadata"]["name"], dict(pod["spec"])
+    if avoid:
+        term = {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [avoid]}
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [term]}]
+                }
+            }
+        }
+    selector = {"app": app, "name": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": pod["metadata"]["namespace"]},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": selector}, "spec": spec},
+        },
+    }

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from fairpack_dev import chart, cluster, credentials, fairpack_up, operator_process, testkit
-from fairpack_dev.operator_fixtures import FAIRPACK, Kube, executor_pod, kube, priority_class
+from fairpack_dev.operator_fixtures import FAIRPACK, Kube, executor_pod, kube, priority_class, single_replica
 from fairpack_dev.testkit import Pod
 from kubernetes import client, config
 from kubernetes.client import exceptions as client_exceptions
@@ -629,26 +629,7 @@ def test_operator_token_executes_a_fallback_plan(
     def half(name: str, avoid: str | None = None) -> dict[str, Any]:
         pod = Pod(name, namespace).fairpack().gpus(4).on(group).label(app="half").manifest()
         pod["spec"]["priorityClassName"] = priority
-        if avoid:
-            term = {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [avoid]}
-            pod["spec"]["affinity"] = {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [term]}]
-                    }
-                }
-            }
-        template = {"metadata": {"labels": {"app": "half", "name": name}}, "spec": pod["spec"]}
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "half", "name": name}},
-                "template": template,
-            },
-        }
+        return single_replica(pod, app="half", avoid=avoid)
 
     def running(count: int) -> dict[str, str]:
         pods = kube.list("v1", "Pod", namespace, "app=half")

@@ -34,17 +34,23 @@ def conditions(kube: Kube, kind: str, name: str, ns: str) -> dict[str, dict[str,
     return {c["type"]: c for c in (found.get("status") or {}).get("conditions") or []}
 
 
+def awaited(kube: Kube, kind: str, name: str, ns: str, kind_of: str) -> dict[str, Any]:
+    """The object's condition ``kind_of`` once its status is True."""
+
+    def true() -> dict[str, Any]:
+        found = conditions(kube, kind, name, ns).get(kind_of) or {}
+        return found if found.get("status") == "True" else {}
+
+    return wait_for(true, 60, what=f"{kind_of}=True")
+
+
 def test_a_sparkjob_of_an_unknown_tenant_is_degraded_until_the_tenant_exists(
     kube: Kube, ns: str, run_operator: Callable[..., Any]
 ) -> None:
     run_operator(FAIRPACK_ADMISSION_CYCLE_INTERVAL_S="0.5")
     missing = f"{ns}-later"
     kube.create(small_job(ns, "job", missing))
-    wait_for(
-        lambda: conditions(kube, "SparkJob", "job", ns).get("Degraded", {}).get("status") == "True",
-        60,
-        what="Degraded=True",
-    )
+    awaited(kube, "SparkJob", "job", ns, "Degraded")
     conds = conditions(kube, "SparkJob", "job", ns)
     assert conds["Degraded"]["reason"] == "TenantNotFound"
     assert "spec.tenant" in conds["Degraded"]["message"]
@@ -53,11 +59,7 @@ def test_a_sparkjob_of_an_unknown_tenant_is_degraded_until_the_tenant_exists(
     assert "submittedAt" not in job["status"]  # not queued
 
     kube.create(tenant(ns, missing, weight=1, users=["u"]))
-    wait_for(
-        lambda: conditions(kube, "SparkJob", "job", ns).get("Admitted", {}).get("status") == "True",
-        60,
-        what="Admitted=True once the tenant exists",
-    )
+    awaited(kube, "SparkJob", "job", ns, "Admitted")
     assert conditions(kube, "SparkJob", "job", ns)["Degraded"]["status"] == "False"
     # Executors reach the driver through its headless Service, as Spark on Kubernetes names it.
     service = kube.get("v1", "Service", "job-driver-svc", ns)
@@ -71,11 +73,7 @@ def test_a_sparkjob_whose_pods_the_api_refuses_is_degraded_naming_the_field(
     run_operator(FAIRPACK_ADMISSION_CYCLE_INTERVAL_S="0.5")
     kube.create(tenant(ns, f"{ns}-t", weight=1, users=["u"]))
     kube.create(small_job(ns, "job", f"{ns}-t", priorityClassName="no-such-class"))
-    wait_for(
-        lambda: conditions(kube, "SparkJob", "job", ns).get("Degraded", {}).get("status") == "True",
-        60,
-        what="Degraded=True",
-    )
+    awaited(kube, "SparkJob", "job", ns, "Degraded")
     degraded = conditions(kube, "SparkJob", "job", ns)["Degraded"]
     assert degraded["reason"] == "PodsRejected"
     assert "spec.priorityClassName 'no-such-class'" in degraded["message"]
@@ -111,11 +109,7 @@ def test_an_llmservice_no_node_could_hold_is_degraded_naming_the_field(
 ) -> None:
     run_operator()
     kube.create(llm(ns, **spec))
-    wait_for(
-        lambda: conditions(kube, "LLMService", "llm", ns).get("Degraded", {}).get("status") == "True",
-        60,
-        what="Degraded=True",
-    )
+    awaited(kube, "LLMService", "llm", ns, "Degraded")
     degraded = conditions(kube, "LLMService", "llm", ns)["Degraded"]
     assert degraded["reason"] == "NoNodeFits"
     assert field in degraded["message"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fairpack_dev.operator_fixtures import Kube, kube, ns, priority_class, run_operator
+from fairpack_dev.operator_fixtures import Kube, kube, ns, priority_class, run_operator, single_replica
 from fairpack_dev.testkit import Pod, wait_for
 
 from fairpack.solver import labels
@@ -93,25 +93,7 @@ def scenario(
         pod = Pod(name, ns).fairpack().gpus(4).on(group).label(app="half").manifest()
         pod["spec"]["priorityClassName"] = priority
         pod["spec"]["schedulerName"] = scheduler
-        if avoid:
-            term = {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [avoid]}
-            pod["spec"]["affinity"] = {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [term]}]
-                    }
-                }
-            }
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "half", "name": name}},
-                "template": {"metadata": {"labels": {"app": "half", "name": name}}, "spec": pod["spec"]},
-            },
-        }
+        return single_replica(pod, app="half", avoid=avoid)
 
     try:
         found = Scenario(kube, ns, {})
