@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -147,6 +148,22 @@ class JobFact:
     admitted_s: float | None = None
     finished_s: float | None = None
     actual_work_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Tenants:
+    """Flows grouped into tenants: a tenant's weight is split equally among its flows that have
+    unfinished jobs (submitted, not finished), so a flow's weight changes whenever another flow of
+    its tenant starts or stops having some. With no flow open a flow has the whole weight."""
+
+    weights: Mapping[str, float]
+    """Each tenant's weight."""
+    members: Mapping[UserName, str]
+    """The tenant of each flow it groups (every tenant named must be in ``weights``)."""
+
+    def weight(self, tenant: str, *, open_flows: int) -> float:
+        """Each flow's weight in ``tenant`` while ``open_flows`` of its flows have unfinished jobs."""
+        return self.weights[tenant] / max(open_flows, 1)
 
 
 class UwfqQueue:
@@ -538,6 +555,36 @@ def cfq(*, capacity: float, settings: UwfqSettings | None = None) -> UwfqQueue:
     )
 
 
+class _Split:
+    """Replays the tenants' weight split: which flows have unfinished jobs at each event, and the
+    weight that gives every flow of the tenant whose count changed."""
+
+    def __init__(self, queue: UwfqQueue, tenants: Tenants) -> None:
+        self._queue = queue
+        self._tenants = tenants
+        self._flows: dict[str, list[UserName]] = {}
+        for flow, name in sorted(tenants.members.items()):
+            self._flows.setdefault(name, []).append(flow)
+        self._open_jobs: Counter[UserName] = Counter()
+        self._open_flows: Counter[str] = Counter()
+
+    def count(self, flow: UserName, delta: int, *, now: float) -> None:
+        """A job of ``flow`` was submitted (+1) or finished (-1) at ``now``."""
+        name = self._tenants.members.get(flow)
+        if name is None:
+            return  # a flow of fixed weight
+        was_open = self._open_jobs[flow] > 0
+        self._open_jobs[flow] += delta
+        if was_open == (self._open_jobs[flow] > 0):
+            return
+        before = self._tenants.weight(name, open_flows=self._open_flows[name])
+        self._open_flows[name] += delta
+        weight = self._tenants.weight(name, open_flows=self._open_flows[name])
+        if weight != before:
+            for member in self._flows[name]:
+                self._queue.set_weight(member, weight, now=now)
+
+
 _SUBMIT, _ADMIT, _FINISH = 0, 1, 2
 
 
@@ -547,6 +594,7 @@ def rebuild(
     capacity: float,
     now: float,
     weights: Mapping[UserName, float] | None = None,
+    tenants: Tenants | None = None,
     settings: UwfqSettings | None = None,
     estimator: estimator_mod.Estimator | None = None,
 ) -> UwfqQueue:
@@ -557,8 +605,20 @@ def rebuild(
     by job id. The same facts always give the same queue, and the queue a live operator built
     when it made its calls in that order (the order of calls within one instant only matters
     when a finish corrects an estimate).
+
+    ``weights`` are fixed. The flows ``tenants`` groups instead get, at each event, the weight
+    their tenant's split gave them at that moment (``set_weight`` just before a submission that
+    opens a flow, just after a finish that closes one), as a live queue told of each change would
+    have: replaying the past at today's split would re-lay service already given and move waiting
+    jobs' virtual finishes each time a tenant's number of active flows changed.
     """
-    queue = UwfqQueue(capacity=capacity, weights=weights, settings=settings, estimator=estimator)
+    tenants = tenants or Tenants(weights={}, members={})
+    # Before any job, no flow is open: each member starts with its tenant's whole weight.
+    start = {flow: tenants.weight(name, open_flows=0) for flow, name in tenants.members.items()}
+    queue = UwfqQueue(
+        capacity=capacity, weights={**(weights or {}), **start}, settings=settings, estimator=estimator
+    )
+    split = _Split(queue, tenants)
     events: list[tuple[float, int, str, JobFact]] = []
     for fact in facts:
         events.append((fact.job.arrival_s, _SUBMIT, fact.job.id, fact))
@@ -568,11 +628,13 @@ def rebuild(
             events.append((max(fact.finished_s, fact.job.arrival_s), _FINISH, fact.job.id, fact))
     for time, kind, _, fact in sorted(events, key=lambda e: (e[0], e[1], e[2])):
         if kind == _SUBMIT:
+            split.count(fact.job.user, +1, now=time)
             queue.submit(fact.job, now=time)
         elif kind == _ADMIT:
             for _ in range(fact.job.tasks):
                 queue.admit(fact.job.id, now=time)
         else:
             queue.finish(fact.job.id, now=time, actual_work_s=fact.actual_work_s)
+            split.count(fact.job.user, -1, now=time)
     queue.advance(now=now)
     return queue

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -274,6 +276,105 @@ def test_a_queue_rebuilt_from_persisted_facts_orders_like_the_live_one(seed: int
     rebuilt = uwfq.rebuild(reversed(facts), capacity=4.0, now=now, weights={UserName("b"): 2.0})
     assert rebuilt.waiting() == live.waiting()
     assert rebuilt.virtual_time == pytest.approx(live.virtual_time)
+    for job_id in live.waiting():
+        assert rebuilt.virtual_finish(job_id) == pytest.approx(live.virtual_finish(job_id))
+
+
+def test_a_rebuild_keeps_the_split_a_tenants_flow_had_before_another_flow_joined() -> None:
+    # Tenant t (weight 2): a alone in it, beside x (weight 1), on one unit. By 3 s V = 1 and a had
+    # 2 units at weight 2. Then b of t joins: a and b have 1 each from then on, so a's 8 units
+    # left end at V = 1 + 8 = 9 (a weight of 1 from the start, today's split, would say 10).
+    tenants = uwfq.Tenants(weights={"t": 2.0}, members={UserName("t/a"): "t", UserName("t/b"): "t"})
+    a1, x1 = job("a1", "t/a", work=10.0), job("x1", "x", work=10.0)
+    b1 = job("b1", "t/b", at=3.0, work=1.0)
+    live = queue(capacity=1.0, **{"t/a": 2.0})
+    live.submit(a1, now=0.0)
+    live.submit(x1, now=0.0)
+    live.advance(now=2.0)
+    before = uwfq.rebuild(
+        [uwfq.JobFact(job=a1), uwfq.JobFact(job=x1)], capacity=1.0, now=2.0, tenants=tenants
+    )
+    assert before.virtual_finish(JobId("a1")) == pytest.approx(live.virtual_finish(JobId("a1")))
+    assert before.virtual_finish(JobId("a1")) == pytest.approx(5.0)
+    for flow in ("t/a", "t/b"):
+        live.set_weight(UserName(flow), 1.0, now=3.0)
+    live.submit(b1, now=3.0)
+    live.advance(now=4.0)
+    after = uwfq.rebuild([uwfq.JobFact(job=j) for j in (a1, x1, b1)], capacity=1.0, now=4.0, tenants=tenants)
+    assert after.waiting() == live.waiting() == [JobId("b1"), JobId("a1"), JobId("x1")]
+    assert after.virtual_time == pytest.approx(live.virtual_time)
+    for job_id in live.waiting():
+        assert after.virtual_finish(job_id) == pytest.approx(live.virtual_finish(job_id))
+    assert after.virtual_finish(JobId("a1")) == pytest.approx(9.0)
+
+
+SPLIT = uwfq.Tenants(
+    weights={"t": 3.0, "s": 1.0},
+    members={UserName("t/a"): "t", UserName("t/b"): "t", UserName("t/c"): "t", UserName("s/d"): "s"},
+)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([0.5, 2.0]),
+            st.sampled_from(["t/a", "t/b", "t/c", "s/d", "x"]),
+            st.sampled_from([1.0, 4.0]),
+            st.sampled_from([0.5, 1.0, 2.0]),
+        ),
+        max_size=30,
+    )
+)
+def test_a_rebuild_equals_a_live_queue_told_of_each_change_of_the_split(
+    steps: list[tuple[float, str, float, float]],
+) -> None:
+    # Each step is an instant: a job is submitted, the queue fills two units, and jobs whose run
+    # (work x factor: sizes are misestimated) is over finish, in the order the replay takes one
+    # instant's events (within an instant the order of calls matters: ``rebuild``). The live
+    # queue is told of each change of a tenant's split when it happens; the rebuild only sees the
+    # facts.
+    applied = {flow: SPLIT.weights[tenant] for flow, tenant in SPLIT.members.items()}
+    live = uwfq.UwfqQueue(capacity=2.0, weights={UserName("x"): 1.5, **applied})
+    open_jobs: Counter[str] = Counter()
+    facts: dict[JobId, uwfq.JobFact] = {}
+    running: list[tuple[float, JobId, float]] = []
+    now = 0.0
+
+    def resplit(tenant: str | None) -> None:
+        if tenant is None:
+            return
+        members = sorted(f for f, t in SPLIT.members.items() if t == tenant)
+        active = sum(1 for f in members if open_jobs[f] > 0)
+        for member in members:
+            weight = SPLIT.weights[tenant] / max(active, 1)
+            if applied[member] != weight:
+                live.set_weight(member, weight, now=now)
+                applied[member] = weight
+
+    for k, (dt, flow, work, factor) in enumerate(steps):
+        now += dt
+        new = job(f"j{k:02d}", flow, at=now, work=work)
+        open_jobs[flow] += 1
+        resplit(SPLIT.members.get(UserName(flow)))
+        live.submit(new, now=now)
+        facts[new.id] = uwfq.JobFact(job=new)
+        while len(running) < 2 and (picked := live.pop(now=now, free=1)) is not None:
+            facts[picked] = replace(facts[picked], admitted_s=now)
+            actual = facts[picked].job.work_s * factor
+            running.append((now + actual, picked, actual))
+        for end, job_id, actual in sorted(running, key=lambda r: r[1]):
+            if end <= now:
+                running.remove((end, job_id, actual))
+                live.finish(job_id, now=now, actual_work_s=actual)
+                facts[job_id] = replace(facts[job_id], finished_s=now, actual_work_s=actual)
+                open_jobs[facts[job_id].job.user] -= 1
+                resplit(SPLIT.members.get(facts[job_id].job.user))
+    rebuilt = uwfq.rebuild(
+        reversed(facts.values()), capacity=2.0, now=now, weights={UserName("x"): 1.5}, tenants=SPLIT
+    )
+    assert rebuilt.virtual_time == pytest.approx(live.virtual_time)
+    assert rebuilt.waiting() == live.waiting()
     for job_id in live.waiting():
         assert rebuilt.virtual_finish(job_id) == pytest.approx(live.virtual_finish(job_id))
 
