@@ -17,9 +17,11 @@
 6. report     - queue positions and virtual finishes of waiting jobs, tenant status, metrics.
 
 Who shares. UWFQ's flows are users, each inside its tenant (``flow``): a tenant's weight is split
-equally among its users that have unfinished jobs (``flow_weights``), so a tenant gets its
-weighted share of the cluster and each of its active users an equal part of that share; inside a
-user, jobs are laid end to end as UWFQ does.
+equally among its users that have unfinished jobs (``shares``), so a tenant gets its weighted
+share of the cluster and each of its active users an equal part of that share; inside a user,
+jobs are laid end to end as UWFQ does. The split changes as users come and go, and the replay
+applies to each moment the split of that moment, so a second user's arrival divides the first
+one's share from then on, not its past service.
 
 Conditions. A SparkJob's status carries ``Admitted`` (True once admitted, with when) and
 ``Degraded`` (True, with a reason naming the field to fix, while the job can never run as it
@@ -370,23 +372,17 @@ def flow(tenant_name: str, user: str) -> UserName:
     return UserName(f"{tenant_name}/{user}")
 
 
-def flow_weights(jobs: Iterable[Job], tenants: Mapping[str, tenant.Tenant]) -> dict[UserName, float]:
-    """Each flow's weight: its tenant's weight split equally among the tenant's users that have
-    queued or running jobs (a tenant whose users have all finished keeps the split of one user).
-    The split follows who is active, so a tenant's share does not depend on how many users it
-    lists; a job that never entered the queue (Degraded, e.g. its user is not a member) takes no
-    part of it."""
-    users: dict[str, set[str]] = {}
-    for job in jobs:
-        users.setdefault(job.tenant, set())
-        if job.status.get("submittedAt") and job.phase not in FINISHED:
-            users[job.tenant].add(job.user)
-    weights: dict[UserName, float] = {}
-    for job in jobs:
-        found = tenants.get(job.tenant)
-        if found is not None:
-            weights[job.flow] = found.weight / max(len(users[job.tenant]), 1)
-    return weights
+def shares(jobs: Iterable[Job], tenants: Mapping[str, tenant.Tenant]) -> uwfq.Tenants:
+    """Who shares each tenant's weight: the flows of its jobs. The replay (``uwfq.rebuild``) splits
+    the weight equally among the flows with queued or running jobs at each moment of the past, so
+    a tenant's share does not depend on how many users it lists, and a user's past service keeps
+    the split it had then. A job that never entered the queue (Degraded, e.g. its user is not a
+    member) has no facts and so takes no part of it; a job whose tenant is gone keeps UWFQ's
+    default weight."""
+    return uwfq.Tenants(
+        weights={name: found.weight for name, found in tenants.items()},
+        members={job.flow: job.tenant for job in jobs if job.tenant in tenants},
+    )
 
 
 def rebuild(snap: Snapshot, settings: AdmissionSettings) -> tuple[uwfq.UwfqQueue, estimator_mod.Estimator]:
@@ -395,9 +391,12 @@ def rebuild(snap: Snapshot, settings: AdmissionSettings) -> tuple[uwfq.UwfqQueue
     facts = [job.fact() for job in snap.jobs if job.status.get("submittedAt")]
     latest = max((t for f in facts for t in (f.job.arrival_s, f.admitted_s, f.finished_s) if t), default=0.0)
     snap.now = max(snap.now, latest)
-    weights = flow_weights(snap.jobs, snap.tenants)
     queue = uwfq.rebuild(
-        facts, capacity=settings.capacity_units, now=snap.now, weights=weights, estimator=estimator
+        facts,
+        capacity=settings.capacity_units,
+        now=snap.now,
+        tenants=shares(snap.jobs, snap.tenants),
+        estimator=estimator,
     )
     return queue, estimator
 

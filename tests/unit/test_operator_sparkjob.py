@@ -310,6 +310,12 @@ def test_a_job_that_does_not_fit_is_not_delayed_by_later_ones() -> None:
     assert [j.name for j in chosen] == ["big", "gpu-small", "cpu-small"]
 
 
+def virtual_finishes(bodies: list[dict[str, Any]]) -> dict[str, float]:
+    """Each waiting job's virtual finish in the queue a cycle rebuilds from ``bodies``."""
+    queue, _ = admission.rebuild(snapshot(bodies, EQUAL), settings.AdmissionSettings())
+    return {j.split("-", 1)[1]: queue.virtual_finish(j) for j in queue.waiting()}
+
+
 def test_a_tenants_weight_is_split_among_its_active_users() -> None:
     # Tenant a (weight 1): u1 submits three jobs, then u2 one. Per user inside the tenant, u2's job
     # overtakes u1's backlog; were the tenant one flow, it would wait behind all three.
@@ -321,21 +327,36 @@ def test_a_tenants_weight_is_split_among_its_active_users() -> None:
         queued("v-0", "c", "2026-01-01T00:00:03Z", user="v"),
     ]
     snap = snapshot(bodies, EQUAL)
-    weights = admission.flow_weights(snap.jobs, snap.tenants)
-    assert weights == {"a/u1": 0.5, "a/u2": 0.5, "c/v": 1.0}
+    assert admission.shares(snap.jobs, snap.tenants).members == {"a/u1": "a", "a/u2": "a", "c/v": "c"}
     queue, _ = admission.rebuild(snap, settings.AdmissionSettings())
     order = [j.split("-", 1)[1] for j in queue.waiting()]
     assert order.index("u2-0") < order.index("u1-1"), order
-    # A user whose jobs have all finished no longer takes a part of the tenant's weight.
+    # A user whose jobs have all finished no longer takes a part of the tenant's weight (this one
+    # ran nothing at the very start, so it leaves no other trace).
     done = queued("u3-0", "a", "2026-01-01T00:00:00Z", user="u3")
-    done["status"]["phase"] = "Succeeded"
-    weights = admission.flow_weights([*snap.jobs, admission.Job(done)], snap.tenants)
-    assert weights[admission.flow("a", "u1")] == 0.5
+    start = done["status"]["submittedAt"]
+    done["status"].update(phase="Succeeded", admittedAt=start, startedAt=start, finishedAt=start)
+    assert virtual_finishes([*bodies, done]) == pytest.approx(virtual_finishes(bodies))
     # Nor does a job that never entered the queue (Degraded: no submittedAt), e.g. of a non-member.
     outsider = queued("x-0", "a", "2026-01-01T00:00:04Z", user="x")
     del outsider["status"]["submittedAt"]
-    weights = admission.flow_weights([*snap.jobs, admission.Job(outsider)], snap.tenants)
-    assert weights[admission.flow("a", "u1")] == 0.5
+    assert virtual_finishes([*bodies, outsider]) == pytest.approx(virtual_finishes(bodies))
+
+
+def test_a_users_past_service_is_kept_when_a_second_user_of_its_tenant_arrives() -> None:
+    # 100 s jobs of a tenth of the cluster (10 000 units x s). Tenants a and c (weight 1 each):
+    # a/u1 and c/v submit at 0 s, each alone in its tenant, so V runs at 1000 / 2 = 500 per
+    # second and by 10 s u1 has had 5000 units of work at weight 1. Then a/u2 submits: from then
+    # on u1 and u2 have a half each, so u1's last 5000 units end at V = 5000 + 5000 / 0.5 = 15000
+    # and u2's job at 5000 + 10000 / 0.5 = 25000. Replaying the past at today's split would
+    # halve u1's weight from 0 s on and put its job at 20000.
+    bodies = [
+        queued("u1-0", "a", "2026-01-01T00:00:00Z", user="u1"),
+        queued("v-0", "c", "2026-01-01T00:00:00Z", user="v"),
+        queued("u2-0", "a", "2026-01-01T00:00:10Z", user="u2"),
+    ]
+    expected = {"v-0": 10000.0, "u1-0": 15000.0, "u2-0": 25000.0}
+    assert virtual_finishes(bodies) == pytest.approx(expected)
 
 
 def test_a_finished_run_teaches_the_size_of_the_users_next_job(monkeypatch: pytest.MonkeyPatch) -> None:
