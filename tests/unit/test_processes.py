@@ -76,7 +76,12 @@ def test_a_process_naming_a_path_is_found_until_it_is_stopped(tmp_path: pathlib.
     # The path is the shell's $0; the shell stays (a command follows sleep, so no exec).
     pid = component.start(["/bin/sh", "-c", "sleep 1000; true", f"{tmp_path}/state"])
 
-    assert processes.with_argument(f"{tmp_path}/") == [pid]
+    # Popen returns before the kernel has set the new program's arguments (/proc/<pid>/cmdline
+    # reads empty in that gap on a loaded machine): the process is found once they are there.
+    deadline = time.monotonic() + 10
+    while not (found := processes.with_argument(f"{tmp_path}/")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert found == [pid]
 
     component.stop(grace_s=5)
 
