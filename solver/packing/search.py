@@ -1,4 +1,4 @@
-"""Solve a packing instance inside a time window: greedy hint, CP-SAT stage by stage, validated plan.
+"""Solve a packing instance inside a time window: repaired greedy hint, CP-SAT by stages, validated plan.
 
 Why stages and not one weighted objective: weights that provably let no lower tier outweigh a
 higher one grow as the product of the tiers' sizes (10 000 pods in 4 tiers needs about 10^16 per
@@ -6,8 +6,10 @@ unit of the top tier), past what CP-SAT's linear relaxation handles well. Solvin
 each stage fixing what the previous ones achieved (``placed >= value``) and warm-started with the
 previous stage's complete solution, keeps every objective small and makes "a higher tier is never
 traded for a lower one" hold by construction. Each stage gets an equal share of the time left,
-so a stage proven quickly hands its time on; stages the greedy hint already fills to their
-trivial bound are skipped.
+so a stage proven quickly hands its time on; stages the hint already fills to their trivial
+bound are skipped. The hint is greedy's placement after :mod:`repair`'s one-move improvements
+(milliseconds, and on the paper's 32-node cells it alone beats greedy in every kept seed), so a
+stage starts from them and a plan is never worse than they are.
 
 Large instances are cut down to a neighbourhood before modelling: when the classes times their
 candidate nodes exceed ``Settings.pairs_per_second`` times the window left after greedy, only the
@@ -33,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from ortools.sat.python import cp_model
 
-from fairpack.solver.packing import greedy, objectives, validate
+from fairpack.solver.packing import greedy, objectives, repair, validate
 from fairpack.solver.packing import instance as inst
 from fairpack.solver.packing import plan as plans
 from fairpack.solver.packing.model import PackingModel, set_hint
@@ -51,6 +53,12 @@ WRAP_UP_S = 0.15
 WRAP_UP_PER_POD_S = 3e-6
 """... plus this per pod of the instance: validating and naming the plan are array work over every
 pod (measured 0.07-0.12 s at 50 000 pods)."""
+
+REPAIR_SHARE = 0.5
+"""Most of the window the one-move repair of greedy's placement may take (:mod:`repair`). It takes
+milliseconds on the paper's instances and 0.2 s at 1 000 nodes x 10 000 pods; at 5 000 nodes it
+is cut off, and each pod it places there in its share is one more than CP-SAT's neighbourhood
+finds in the time it gives up (docs/benchmarks.md, Scale)."""
 
 MIN_STAGE_SHARE = 0.05
 """Share of the window that must be left for the stages after greedy and model building, else
@@ -111,8 +119,10 @@ def solve(
     wrap_up = min(settings.window_s * WRAP_UP_SHARE, WRAP_UP_S) + len(instance.pods) * WRAP_UP_PER_POD_S
     deadline = end - wrap_up
     steps = _Steps(started)
-    hint = greedy.schedule(instance, settings=_greedy_settings(settings))
+    default = greedy.schedule(instance, settings=_greedy_settings(settings))
     steps.done("greedy")
+    hint = repair.improve(instance, default, deadline=started + settings.window_s * REPAIR_SHARE)
+    steps.done("repair")
     best: inst.Assignment | None = None
     model: PackingModel | None = None
     stages: list[plans.Stage] = []
@@ -132,9 +142,11 @@ def solve(
             best, stages = _stages(model, hint, settings=settings, deadline=deadline, progress=progress)
             steps.done("stages")
     if not stages:
-        logger.warning("no time left for CP-SAT after %.3fs: greedy's plan", time.monotonic() - started)
+        logger.warning(
+            "no time left for CP-SAT after %.3fs: the repaired greedy plan", time.monotonic() - started
+        )
     status, chosen, rejected = _choose(
-        instance, model, best, hint, stages, settings=settings, complete=complete
+        instance, model, best, hint, default, stages, settings=settings, complete=complete
     )
     steps.done("choose")
     plan = plans.build(
@@ -313,34 +325,46 @@ def _choose(
     model: PackingModel | None,
     best: inst.Assignment | None,
     hint: inst.Assignment,
+    default: inst.Assignment,
     stages: list[plans.Stage],
     *,
     settings: Settings,
     complete: bool,
 ) -> tuple[plans.Status, inst.Assignment, tuple[str, ...]]:
-    """The plan to return: the solver's if valid and no worse than greedy, else greedy's.
+    """The plan to return: the solver's if valid and no worse than its hint, else the hint (greedy's
+    placement after the one-move repair) if it beats greedy's, else greedy's.
 
     Returns its status, the assignment, and what the validator found wrong with the solver's plan.
     Whichever plan is returned is validated here (``validate.check``, the array-time equivalent of
-    ``validate.problems``). The two are compared on the model's free pods only: every other pod is
-    where greedy put it in both, so the whole instance's scores differ by exactly the free part's,
-    and the lexicographic order of the keys is the same.
+    ``validate.problems``). The solver's plan and the hint are compared on the model's free pods
+    only: every other pod is where the hint put it in both, so the whole instance's scores differ
+    by exactly the free part's, and the lexicographic order of the keys is the same.
     """
     rejected: tuple[str, ...] = ()
     if best is not None and model is not None:
         rejected = tuple(validate.check(instance, best, max_evictions=settings.max_evictions))
         if rejected:
-            logger.error("solver plan rejected by the validator, using greedy: %s", rejected[:5])
+            logger.error("solver plan rejected by the validator, using its hint: %s", rejected[:5])
         else:
             ours, theirs = _free_key(model, best), _free_key(model, hint)
             proven = complete and all(s.status in ("OPTIMAL", "BOUND") for s in stages if s.ranked)
             if ours > theirs or (ours == theirs and proven):
                 return (plans.Status.OPTIMAL if proven else plans.Status.FEASIBLE), best, rejected
-    wrong = validate.check(instance, hint, max_evictions=settings.max_evictions)
+    if hint is not default:
+        wrong = validate.check(instance, hint, max_evictions=settings.max_evictions)
+        if wrong:
+            logger.error("repaired plan rejected by the validator, using greedy's: %s", wrong[:5])
+        elif _key(instance, hint) > _key(instance, default):
+            return plans.Status.FEASIBLE, hint, rejected
+    wrong = validate.check(instance, default, max_evictions=settings.max_evictions)
     if wrong:
         # Greedy keeps what runs: a cluster that breaks a rule already is returned as it is.
         logger.error("greedy's plan breaks rules (the cluster's current state does): %s", wrong[:5])
-    return plans.Status.GREEDY, hint, rejected
+    return plans.Status.GREEDY, default, rejected
+
+
+def _key(instance: inst.Instance, at: inst.Assignment) -> tuple[int, ...]:
+    return validate.key(validate.tally(instance, at))
 
 
 def _free_key(model: PackingModel, at: inst.Assignment) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fairpack.solver import gpumodels, packing
-from fairpack.solver.packing import greedy, validate, workloads
+from fairpack.solver.packing import greedy, repair, validate, workloads
 from fairpack.solver.packing import instance as inst
 
 A100 = gpumodels.by_name("A100-40GB")
@@ -117,8 +117,33 @@ def test_every_plan_is_valid(cluster: inst.Instance, max_evictions: int | None, 
 def test_plan_never_places_fewer_top_tier_pods_than_the_greedy_hint(cluster: inst.Instance) -> None:
     plan = solve(cluster)
     ours = validate.key(validate.score(cluster, plan.assignment))
-    theirs = validate.key(validate.score(cluster, greedy.schedule(cluster)))
-    assert ours >= theirs
+    default = greedy.schedule(cluster)
+    repaired = repair.improve(cluster, default, deadline=float("inf"))
+    assert (
+        ours
+        >= validate.key(validate.score(cluster, repaired))
+        >= validate.key(validate.score(cluster, default))
+    )
+
+
+@PROPERTY
+@given(clusters())
+def test_the_one_move_repair_keeps_a_placement_valid_and_places_only_pending_pods_more(
+    cluster: inst.Instance,
+) -> None:
+    default = greedy.schedule(cluster)
+    repaired = repair.improve(cluster, default, deadline=float("inf"))
+    assert validate.problems(cluster, repaired) == validate.problems(cluster, default)
+    before, after = validate.score(cluster, default), validate.score(cluster, repaired)
+    assert after.evictions == before.evictions
+    # Every pod placed before still is, MIG pods where they were.
+    for pod, old, new, old_slot, new_slot in zip(
+        cluster.pods, default.nodes, repaired.nodes, default.mig_slots, repaired.mig_slots, strict=True
+    ):
+        if old is not None:
+            assert new is not None
+        if pod.mig_profile is not None:
+            assert (new, new_slot) == (old, old_slot)
 
 
 def _options(cluster: inst.Instance, i: int) -> list[tuple[int | None, inst.MigSlot | None]]:
