@@ -39,7 +39,9 @@ def improve(instance: inst.Instance, at: inst.Assignment, *, deadline: float) ->
     np.subtract.at(free, where[placed_now], instance.requests[placed_now])
     # Who may go elsewhere: pods this plan placed that were pending, and running pods that may move.
     loose = ~columns.mig & ((columns.node < 0) | (columns.movable & ~columns.pinned))
-    waiting = np.flatnonzero((where < 0) & ~columns.mig)
+    # Who may be placed: pending pods, and running pods greedy evicted that may move (one that may
+    # not could only go back to its node, which greedy emptied for a higher-priority pod).
+    waiting = np.flatnonzero((where < 0) & ~columns.mig & ((columns.node < 0) | columns.movable))
     order = sorted(waiting.tolist(), key=lambda i: (-instance.pods[i].priority, instance.pods[i].order, i))
     placed = 0
     # A shape that found no room finds none until a placement changes the nodes: its other

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from fairpack.solver import packing
+from fairpack.solver.packing import greedy, repair, search, validate
 from fairpack.solver.packing import instance as inst
-from fairpack.solver.packing import repair, search, validate
 
 RESOURCES = ("cpu", "memory", "pods")
 EVERY = frozenset({0, 1, 2})
@@ -93,6 +93,17 @@ def test_a_pod_is_only_moved_to_a_node_it_may_use() -> None:
     )
     at = inst.Assignment.current(c)
     assert repair.improve(c, at, deadline=LATER) is at
+
+
+def test_a_running_pod_greedy_evicted_is_not_placed_elsewhere_when_it_may_not_move() -> None:
+    # Greedy preempts "low" (evictable, not movable) for "high", which may only use n0. n1 has
+    # room for "low", but running there would move it.
+    low = dataclasses.replace(pod("low", 600, node=0), priority=0, movable=False)
+    high = dataclasses.replace(pod("high", 600, order=1, eligible=frozenset({0})), priority=10)
+    c = cluster(low, high, nodes=2)
+    default = greedy.schedule(c)
+    assert default.nodes == (None, 0)
+    assert repair.improve(c, default, deadline=LATER) is default
 
 
 def test_nothing_is_tried_past_the_deadline() -> None:
