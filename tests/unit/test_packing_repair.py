@@ -5,7 +5,11 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numpy as np
+import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fairpack.solver import packing
 from fairpack.solver.packing import greedy, repair, search, validate
@@ -119,3 +123,28 @@ def test_the_packer_returns_the_repair_when_cp_sat_finds_nothing(monkeypatch: py
     assert plan.status is packing.Status.FEASIBLE
     assert plan.placements["ns/big"] == "n1"
     assert [(m.pod, m.source, m.target) for m in plan.moves] == [("ns/b", "n1", "n0")]
+
+
+@st.composite
+def free_and_requests(draw: st.DrawFn) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Free amounts (negative on an overcommitted node) and requests, from few values: ties abound."""
+    resources, nodes, pods = draw(st.integers(1, 3)), draw(st.integers(1, 5)), draw(st.integers(1, 6))
+    free = [draw(st.lists(st.integers(-2, 3), min_size=resources, max_size=resources)) for _ in range(nodes)]
+    requests = [
+        draw(st.lists(st.integers(0, 3), min_size=resources, max_size=resources)) for _ in range(pods)
+    ]
+    return np.array(free, dtype=np.int64), np.array(requests, dtype=np.int64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(free_and_requests())
+def test_room_somewhere_never_rules_out_a_request_some_node_holds(
+    case: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+) -> None:
+    free, requests = case
+    found = repair._room_somewhere(free, requests)
+    holds = (free[np.newaxis, :, :] >= requests[:, np.newaxis, :]).all(axis=2).any(axis=1)
+    assert not (holds & ~found).any()
+    if free.shape[1] == 1:
+        # With one resource the prefix is exactly the nodes that hold the request.
+        assert (found == holds).all()
