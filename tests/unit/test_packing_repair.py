@@ -143,7 +143,7 @@ def test_room_somewhere_never_rules_out_a_request_some_node_holds(
 ) -> None:
     free, requests = case
     found = repair._room_somewhere(free, requests)
-    holds = (free[np.newaxis, :, :] >= requests[:, np.newaxis, :]).all(axis=2).any(axis=1)
+    holds = np.any(np.all(free[np.newaxis, :, :] >= requests[:, np.newaxis, :], axis=2), axis=1)
     assert not (holds & ~found).any()
     if free.shape[1] == 1:
         # With one resource the prefix is exactly the nodes that hold the request.
