@@ -12,15 +12,14 @@ bound are skipped. The hint is greedy's placement after :mod:`repair`'s one-move
 stage starts from them and a plan is never worse than they are.
 
 Large instances are cut down to a neighbourhood before modelling: when the classes times their
-candidate nodes exceed ``Settings.pairs_per_second`` times the window left after greedy, only the
-nodes with the most room left after the greedy placement (and the pods on them, and the pods greedy
-could not place) stay free; everything else is fixed where greedy put it. The result is then never
-claimed optimal.
+candidate nodes exceed ``Settings.pairs_per_second`` times the window left, only the nodes with
+the most room left in the hint (and the pods on them, and the pods still pending) stay free;
+everything else is fixed where the hint put it. The result is then never claimed optimal.
 
 The window is a deadline. Every step before CP-SAT is array work over all pods and Python work only
 over the model's own (at 5 000 nodes x 50 000 pods a Python loop per pod costs a tenth of a 1 s
-window); if greedy and the model building leave too little, no stage starts and greedy's plan is
-returned, validated like any other.
+window); if greedy, the repair and the model building leave too little, no stage starts and the
+repaired plan (greedy's, if the repair placed nothing) is returned, validated like any other.
 """
 
 from __future__ import annotations
@@ -61,8 +60,8 @@ is cut off, and each pod it places there in its share is one more than CP-SAT's 
 finds in the time it gives up (docs/benchmarks.md, Scale)."""
 
 MIN_STAGE_SHARE = 0.05
-"""Share of the window that must be left for the stages after greedy and model building, else
-greedy's plan is returned at once (a stage with less rarely beats the hint)."""
+"""Share of the window that must be left for the stages after greedy, the repair and model building,
+else the hint is returned at once (a stage with less rarely beats it)."""
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(stage name, stage number from 1, stage count)`` when a stage starts."""
@@ -109,9 +108,9 @@ def solve(
 ) -> plans.Plan:
     """The best plan found for ``instance`` within ``settings.window_s``; never worse than greedy.
 
-    The window is a deadline for everything but greedy itself: when greedy (or greedy and the
-    model building) leaves less than ``MIN_STAGE_SHARE`` of the window, the stages are skipped and
-    greedy's plan, validated, is returned at once.
+    The window is a deadline for everything but greedy itself: when greedy (or the steps after it
+    but before CP-SAT) leave less than ``MIN_STAGE_SHARE`` of the window, the stages are skipped
+    and the repaired plan (greedy's, if the repair placed nothing), validated, is returned at once.
     """
     started = time.monotonic()
     end = started + settings.window_s
@@ -382,7 +381,7 @@ def _gap(stages: list[plans.Stage]) -> float:
 def _neighbourhood(
     instance: inst.Instance, hint: inst.Assignment, *, budget: int
 ) -> tuple[set[int] | None, frozenset[int] | None]:
-    """Pods and nodes left to the model (the rest stays where greedy put it); (None, None): all of them.
+    """Pods and nodes left to the model (the rest stays where the hint put it); (None, None): all of them.
 
     Array work over all pods, Python work only over the nodes chosen: at 50 000 pods a loop per
     pod costs a tenth of the window.
