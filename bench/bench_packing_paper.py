@@ -125,8 +125,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(runs, f, indent=1)
+    console.print(_cells(runs))
     console.print(_table(runs, windows))
     return 0
+
+
+def _cells(runs: list[dict[str, object]]) -> Table:
+    """The paper's classes per cell of the grid and window, as the paper reports them."""
+    table = Table(title="Per cell: runs in each class (better / better+optimal / default optimal / failure)")
+    for column in ("nodes", "pods/node", "K", "utilisation", "window s", "runs", *CLASSES):
+        table.add_column(column, justify="right")
+    keys = sorted({(*r["cell"], r["window"]) for r in runs})  # type: ignore[misc]
+    for key in keys:
+        chosen = [r for r in runs if (*r["cell"], r["window"]) == key]  # type: ignore[misc]
+        counts = Counter(str(r["class"]) for r in chosen)
+        nodes, per_node, priorities, utilisation, window = key
+        table.add_row(
+            str(nodes),
+            str(per_node),
+            str(priorities),
+            f"{utilisation:.2f}",
+            f"{window:g}",
+            str(len(chosen)),
+            *(str(counts[c]) for c in CLASSES),
+        )
+    return table
 
 
 def _table(runs: list[dict[str, object]], windows: list[float]) -> Table:
