@@ -93,10 +93,10 @@ class Settings:
     with bench/bench_packing_paper.py: improvements in 8 of 9 cells without, 1 of 9 with)."""
     keep_in_place: bool = False
     """Tier stages break ties by running pods left in place, below lower tiers (see
-    :func:`objectives.goals`). Measured at 1 s on the paper's grid: 55-60 % fewer moves at 16
-    nodes, 15-25 % fewer at 32, the same evictions; but a pod or a few fewer in a tier in a quarter
-    to half of the runs, and fewer plans proven at 4 nodes (the tie-breaker loosens the bound that
-    proves a tier), which is why it is off by default (docs/benchmarks.md)."""
+    :func:`objectives.goals`). Measured at 1 s on the paper's grid: about half the moves and
+    evictions at 16 nodes, 20-35 % fewer moves at 32, tiers as often better as worse there; but
+    fewer plans proven at 4 nodes (the tie-breaker loosens the bound that proves a tier) and fewer
+    tier pods in a fifth of the runs at 8, which is why it is off by default (docs/benchmarks.md)."""
     log_search: bool = False
     """Send CP-SAT's search log to this module's logger at DEBUG level."""
     greedy: greedy.Settings = field(default_factory=greedy.Settings)
