@@ -33,15 +33,10 @@ def improve(instance: inst.Instance, at: inst.Assignment, *, deadline: float) ->
     eligible nodes and every node to its capacity, so the result is valid whenever ``at`` is.
     """
     columns = instance.columns
-    where = inst.node_array(at).copy()
-    placed_now = np.flatnonzero(where >= 0)
-    free = instance.allocatable.copy()
-    np.subtract.at(free, where[placed_now], instance.requests[placed_now])
-    # Who may go elsewhere: pods this plan placed that were pending, and running pods that may move.
-    loose = ~columns.mig & ((columns.node < 0) | (columns.movable & ~columns.pinned))
+    cluster = _Cluster(instance, at)
     # Who may be placed: pending pods, and running pods greedy evicted that may move (one that may
     # not could only go back to its node, which greedy emptied for a higher-priority pod).
-    waiting = np.flatnonzero((where < 0) & ~columns.mig & ((columns.node < 0) | columns.movable))
+    waiting = np.flatnonzero((cluster.where < 0) & ~columns.mig & ((columns.node < 0) | columns.movable))
     order = sorted(waiting.tolist(), key=lambda i: (-instance.pods[i].priority, instance.pods[i].order, i))
     placed = 0
     # A shape that found no room finds none until a placement changes the nodes: its other
@@ -53,69 +48,97 @@ def improve(instance: inst.Instance, at: inst.Assignment, *, deadline: float) ->
         shape = int(columns.shape[p])
         if stuck.get(shape) == placed:
             continue
-        if _place(instance, p, where, free, loose):
+        if cluster.place(p):
             placed += 1
         else:
             stuck[shape] = placed
     if not placed:
         return at
-    slots = list(at.mig_slots)
-    return inst.Assignment.of([None if n < 0 else n for n in where.tolist()], slots)
+    return inst.Assignment.of([None if n < 0 else n for n in cluster.where.tolist()], list(at.mig_slots))
 
 
-def _place(
-    instance: inst.Instance,
-    p: int,
-    where: npt.NDArray[np.int64],
-    free: npt.NDArray[np.int64],
-    loose: BoolArray,
-) -> bool:
-    """Place pod ``p`` directly or by one move, updating ``where`` and ``free``; whether it was placed."""
-    eligible = _eligible(instance, p)
-    need = instance.requests[p]
-    fits = eligible & (free >= need).all(axis=1)
-    if fits.any():
-        _put(p, _tightest(free, fits, need), where, free, need)
-        return True
-    # Pods on p's eligible nodes whose leaving would make room for p there.
-    short = np.maximum(need - free, 0)
-    candidates = np.flatnonzero(loose & (where >= 0))
-    candidates = candidates[eligible[where[candidates]]]
-    covers = (instance.requests[candidates] >= short[where[candidates]]).all(axis=1)
-    candidates = candidates[covers]
-    if candidates.size == 0:
+class _Cluster:
+    """The placement being repaired: where each pod is and each node's free room."""
+
+    def __init__(self, instance: inst.Instance, at: inst.Assignment) -> None:
+        columns = instance.columns
+        self.instance = instance
+        self.requests = instance.requests
+        self.where = inst.node_array(at).copy()
+        placed = np.flatnonzero(self.where >= 0)
+        self.free = instance.allocatable.copy()
+        np.subtract.at(self.free, self.where[placed], self.requests[placed])
+        # Who may go elsewhere: pods this plan placed that were pending, and running pods that may move.
+        self.loose = np.flatnonzero(~columns.mig & ((columns.node < 0) | (columns.movable & ~columns.pinned)))
+        self._sky: _Skyline | None = None
+
+    def _skyline(self) -> _Skyline:
+        """The nodes' skyline, sorted again only after a placement changed them."""
+        if self._sky is None:
+            self._sky = _Skyline(self.free)
+        return self._sky
+
+    def place(self, p: int) -> bool:
+        """Place pod ``p`` directly or by one move; whether it was placed."""
+        eligible = _eligible(self.instance, p)
+        need = self.requests[p]
+        fits = eligible & (self.free >= need).all(axis=1)
+        if fits.any():
+            self._put(p, _tightest(self.free, fits, need))
+            return True
+        # Pods on p's eligible nodes whose leaving would make room for p there: such a pod requests
+        # at least the node's shortfall and fits on some other node, so the shortfall does too.
+        short = np.maximum(need - self.free, 0)
+        skyline = self._skyline()
+        nodes = eligible & skyline.holds(short)
+        where = self.where[self.loose]
+        candidates = self.loose[(where >= 0) & nodes[where]]
+        candidates = candidates[(self.requests[candidates] >= short[self.where[candidates]]).all(axis=1)]
+        candidates = candidates[skyline.holds(self.requests[candidates])]
+        # Pods this plan placed first (moving them disturbs nothing), then the smallest.
+        scale = np.maximum(self.instance.allocatable.max(axis=0), 1)
+        size = (self.requests[candidates].astype(np.float64) / scale).sum(axis=1)
+        preference = np.lexsort((size, self.instance.columns.node[candidates] >= 0))
+        for q in candidates[preference].tolist():
+            request = self.requests[q]
+            targets = _eligible(self.instance, q) & (self.free >= request).all(axis=1)
+            source = int(self.where[q])
+            targets[source] = False
+            if targets.any():
+                self._put(q, _tightest(self.free, targets, request))
+                self._put(p, source)
+                return True
         return False
-    candidates = candidates[_room_somewhere(free, instance.requests[candidates])]
-    # Pods this plan placed first (moving them disturbs nothing), then the smallest.
-    size = instance.requests[candidates].astype(np.float64) / np.maximum(instance.allocatable.max(axis=0), 1)
-    preference = np.lexsort((size.sum(axis=1), instance.columns.node[candidates] >= 0))
-    for q in candidates[preference].tolist():
-        source = int(where[q])
-        request = instance.requests[q]
-        targets = _eligible(instance, q) & (free >= request).all(axis=1)
-        targets[source] = False
-        if not targets.any():
-            continue
-        _put(q, _tightest(free, targets, request), where, free, request, source=source)
-        _put(p, source, where, free, need)
-        return True
-    return False
+
+    def _put(self, i: int, node: int) -> None:
+        need = self.requests[i]
+        if (source := int(self.where[i])) >= 0:
+            self.free[source] += need
+        self.free[node] -= need
+        self.where[i] = node
+        self._sky = None
 
 
-def _room_somewhere(free: npt.NDArray[np.int64], requests: npt.NDArray[np.int64]) -> BoolArray:
+class _Skyline:
     """Per request, whether some node might hold it: a necessary condition, in one pass over the nodes.
 
     Checking each candidate against every node costs a pass over the nodes per candidate (at
     1 000 nodes, 10 ms per pending pod). Instead: with the nodes in decreasing order of the first
     resource, those with enough of it are a prefix, and a request can fit only if the prefix's
     largest free amount of every other resource is enough too. Eligibility and the combination
-    of resources on one node are left to the exact check that follows.
+    of resources on one node are left to the exact check that follows. Built once per state of the
+    nodes (sorting them is most of the cost), asked for many requests.
     """
-    order = np.argsort(-free[:, 0], kind="stable")
-    most = np.maximum.accumulate(free[order], axis=0)
-    enough = np.searchsorted(-free[order, 0], -requests[:, 0], side="right")
-    found: BoolArray = (enough > 0) & (most[np.maximum(enough - 1, 0)] >= requests).all(axis=1)
-    return found
+
+    def __init__(self, free: npt.NDArray[np.int64]) -> None:
+        order = np.argsort(-free[:, 0], kind="stable")
+        self.first = -free[order, 0]  # ascending
+        self.most = np.maximum.accumulate(free[order], axis=0)
+
+    def holds(self, requests: npt.NDArray[np.int64]) -> BoolArray:
+        enough = np.searchsorted(self.first, -requests[:, 0], side="right")
+        found: BoolArray = (enough > 0) & (self.most[np.maximum(enough - 1, 0)] >= requests).all(axis=1)
+        return found
 
 
 def _eligible(instance: inst.Instance, i: int) -> BoolArray:
@@ -129,18 +152,3 @@ def _tightest(free: npt.NDArray[np.int64], allowed: BoolArray, need: npt.NDArray
     left = (free - need).astype(np.float64) / np.maximum(free.max(axis=0), 1)
     score = np.where(allowed, left.sum(axis=1), np.inf)
     return int(np.argmin(score))
-
-
-def _put(
-    i: int,
-    node: int,
-    where: npt.NDArray[np.int64],
-    free: npt.NDArray[np.int64],
-    need: npt.NDArray[np.int64],
-    *,
-    source: int | None = None,
-) -> None:
-    if source is not None:
-        free[source] += need
-    free[node] -= need
-    where[i] = node

@@ -138,11 +138,11 @@ def free_and_requests(draw: st.DrawFn) -> tuple[npt.NDArray[np.int64], npt.NDArr
 
 @settings(max_examples=300, deadline=None)
 @given(free_and_requests())
-def test_room_somewhere_never_rules_out_a_request_some_node_holds(
+def test_the_skyline_never_rules_out_a_request_some_node_holds(
     case: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
 ) -> None:
     free, requests = case
-    found = repair._room_somewhere(free, requests)
+    found = repair._Skyline(free).holds(requests)
     holds = np.any(np.all(free[np.newaxis, :, :] >= requests[:, np.newaxis, :], axis=2), axis=1)
     assert not (holds & ~found).any()
     if free.shape[1] == 1:
