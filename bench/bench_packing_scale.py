@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{plan.solve_s:.3f}",
                 f"{wall_s:.3f}",
                 str(plan.status),
-                "whole" if plan.complete else "neighbourhood",
+                _model(plan),
                 str(sum(before.values())),
                 str(after),
                 delta,
@@ -95,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.log(f"{nodes} nodes, window {window:g}: {plan.status} in {plan.solve_s:.2f}s")
     console.print(table)
     return 0
+
+
+def _model(plan: packing.Plan) -> str:
+    """What CP-SAT modelled: no stage ran (the repair took the window), the whole instance, or a cut."""
+    if not plan.stages:
+        return "none"
+    return "whole" if plan.complete else "neighbourhood"
 
 
 if __name__ == "__main__":

@@ -53,12 +53,6 @@ WRAP_UP_PER_POD_S = 3e-6
 """... plus this per pod of the instance: validating and naming the plan are array work over every
 pod (measured 0.07-0.12 s at 50 000 pods)."""
 
-REPAIR_SHARE = 0.5
-"""Most of the window the one-move repair of greedy's placement may take (:mod:`repair`). It takes
-milliseconds on the paper's instances and 0.2 s at 1 000 nodes x 10 000 pods; at 5 000 nodes it
-is cut off, and each pod it places there in its share is one more than CP-SAT's neighbourhood
-finds in the time it gives up (docs/benchmarks.md, Scale)."""
-
 MIN_STAGE_SHARE = 0.05
 """Share of the window that must be left for the stages after greedy, the repair and model building,
 else the hint is returned at once (a stage with less rarely beats it)."""
@@ -120,7 +114,11 @@ def solve(
     steps = _Steps(started)
     default = greedy.schedule(instance, settings=_greedy_settings(settings))
     steps.done("greedy")
-    hint = repair.improve(instance, default, deadline=started + settings.window_s * REPAIR_SHARE)
+    # The repair may take the whole window but what validating and naming its plan need: while it
+    # still has pods to place it places far more per second than CP-SAT's neighbourhood
+    # (docs/benchmarks.md, Scale), and it takes milliseconds where CP-SAT's whole model fits. The
+    # stages start only if it leaves them enough before their own deadline.
+    hint = repair.improve(instance, default, deadline=end - len(instance.pods) * WRAP_UP_PER_POD_S)
     steps.done("repair")
     best: inst.Assignment | None = None
     model: PackingModel | None = None
