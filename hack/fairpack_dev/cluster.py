@@ -59,13 +59,16 @@ def cache_dir() -> pathlib.Path:
 
 DEFAULT_STATE_DIR = cache_dir() / "cluster"
 LOGS_ROOT = cache_dir() / "logs"
-"""Kept logs of test runs' clusters: one directory per run, ``last-run`` links to the newest."""
+"""Kept logs of clusters taken down (test runs, ``make cluster-down``, ``make demo --once``): one
+directory per run, ``last-run`` links to the newest."""
 
 
-def run_logs_dir(root: pathlib.Path = LOGS_ROOT, *, keep: int = 10) -> pathlib.Path:
-    """A new directory under ``root`` for one run's logs, linked as ``root/last-run``. Only the
-    newest ``keep`` run directories stay: runs (concurrent ones too) never overwrite each other's
-    logs, and the cache does not grow without end."""
+def run_logs_dir(root: pathlib.Path | None = None, *, keep: int = 10) -> pathlib.Path:
+    """A new directory under ``root`` (None: ``LOGS_ROOT``, looked up now so tests can move it)
+    for one run's logs, linked as ``root/last-run``. Only the newest ``keep`` run directories stay:
+    runs (concurrent ones too) never overwrite each other's logs, and the cache does not grow
+    without end."""
+    root = LOGS_ROOT if root is None else root
     root.mkdir(parents=True, exist_ok=True)
     run = root / f"run-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-{os.getpid()}"
     run.mkdir()
@@ -263,6 +266,14 @@ class LocalCluster:
             shutil.copytree(self.logs, keep_logs, dirs_exist_ok=True)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self._ports = None
+
+    def down_keeping_logs(self) -> pathlib.Path | None:
+        """``down``, keeping the components' logs in a new run directory (run_logs_dir), so a
+        cluster that misbehaved can still be looked into; that directory, or None when there were
+        no logs (nothing ran here: no empty run pushes out an older one)."""
+        kept = run_logs_dir() if self.logs.is_dir() else None
+        self.down(keep_logs=kept)
+        return kept
 
     def processes_left(self) -> dict[int, str]:
         """Processes still running with a path under this cluster's state directory among their
@@ -528,8 +539,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  export KUBECONFIG={cluster.kubeconfig}")
             print("  kubectl get nodes  # stop with: make cluster-down")
         elif args.command == "down":
-            cluster.down()
+            kept = cluster.down_keeping_logs()
             print(f"cluster down; removed {cluster.state_dir}")
+            if kept is not None:
+                print(f"  its logs are kept in {kept}")
         else:
             for name, state in cluster.status().items():
                 print(f"{name:26} {state}")

@@ -3,7 +3,8 @@
 Bring the cluster up in the default state directory (or reuse the one running there) with the
 100-node GPU inventory and show its nodes as the API reports them; then install fairpack with Helm,
 run it against the cluster with sample workloads and show it at work (``fairpack_dev.fairpack_up``).
-The cluster stays up (``make cluster-down`` stops it) unless ``--once`` is given.
+The cluster stays up (``make cluster-down`` stops it) unless ``--once`` is given; either way its
+components' logs are kept (``cluster.LOGS_ROOT``) when it is taken down.
 """
 
 from __future__ import annotations
@@ -118,6 +119,15 @@ def step_fairpack(console: Console, local: cluster.LocalCluster, *, seconds: flo
         local.restart_fairpack_scheduler(local.extender)
 
 
+def step_cluster_down(console: Console, local: cluster.LocalCluster) -> None:
+    """Stop the control plane and remove its state (``--once``), keeping the components' logs:
+    a failed demo still leaves them to read."""
+    kept = local.down_keeping_logs()
+    console.print("cluster stopped and its state removed (--once)")
+    if kept is not None:
+        console.print(f"  its logs are kept in {kept}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -P -m fairpack_dev.demo", description=__doc__.splitlines()[0]
@@ -140,8 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         step_fairpack(console, local, seconds=args.seconds)
     finally:
         if args.once:
-            local.down()
-            console.print("cluster stopped and its state removed (--once)")
+            step_cluster_down(console, local)
     if not args.once:
         console.print(
             f"\nThe cluster stays up: export KUBECONFIG={local.kubeconfig}; stop it with `make cluster-down`."

@@ -1,7 +1,9 @@
-"""The dev tooling's process handling: a component that dies while starting is reported with how it ended."""
+"""The dev tooling's process handling: a component that dies while starting is reported with how it
+ended; a stopped cluster's logs are kept."""
 
 from __future__ import annotations
 
+import io
 import os
 import pathlib
 import signal
@@ -10,7 +12,8 @@ import sys
 import time
 
 import pytest
-from fairpack_dev import cluster, processes
+from fairpack_dev import cluster, demo, processes
+from rich.console import Console
 
 
 @pytest.mark.parametrize(
@@ -161,6 +164,53 @@ def test_each_run_keeps_its_logs_in_a_directory_of_its_own_linked_as_the_last_ru
     assert (tmp_path / "last-run").resolve() == made[-1]
     assert (tmp_path / "last-run" / "etcd.log").read_text() == "run 3\n"
     assert sorted(p for p in tmp_path.iterdir() if p.name.startswith("run-")) == made[-2:]
+
+
+def _stopped_cluster_with_a_log(state_dir: pathlib.Path) -> cluster.LocalCluster:
+    """A cluster's state directory as a failed run leaves it: the apiserver's log, nothing running."""
+    local = cluster.LocalCluster(cluster.Settings(state_dir=state_dir, inventory=None))
+    local.logs.mkdir(parents=True)
+    (local.logs / "kube-apiserver.log").write_text("apiserver died\n")
+    return local
+
+
+def test_cluster_down_keeps_the_components_logs_as_the_last_run_and_says_where(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cluster, "LOGS_ROOT", tmp_path / "logs")
+    local = _stopped_cluster_with_a_log(tmp_path / "state")
+
+    assert cluster.main(["down", "--state-dir", str(local.state_dir)]) == 0
+
+    assert not local.state_dir.exists()
+    last = tmp_path / "logs" / "last-run"
+    assert (last / "kube-apiserver.log").read_text() == "apiserver died\n"
+    assert f"logs are kept in {last.resolve()}" in capsys.readouterr().out
+
+
+def test_the_demos_teardown_keeps_the_components_logs_as_the_last_run_and_says_where(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster, "LOGS_ROOT", tmp_path / "logs")
+    local = _stopped_cluster_with_a_log(tmp_path / "state")
+    out = io.StringIO()
+
+    demo.step_cluster_down(Console(file=out, width=500), local)
+
+    assert not local.state_dir.exists()
+    last = tmp_path / "logs" / "last-run"
+    assert (last / "kube-apiserver.log").read_text() == "apiserver died\n"
+    assert f"logs are kept in {last.resolve()}" in out.getvalue()
+
+
+def test_taking_down_a_cluster_that_never_ran_keeps_no_empty_run(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster, "LOGS_ROOT", tmp_path / "logs")
+    local = cluster.LocalCluster(cluster.Settings(state_dir=tmp_path / "state", inventory=None))
+
+    assert local.down_keeping_logs() is None
+    assert not (tmp_path / "logs").exists()
 
 
 def test_an_own_child_whose_command_line_is_not_readable_yet_counts_as_running(
