@@ -66,19 +66,24 @@ cluster-down: $(VENV)/.installed  ## stop the local control plane and remove its
 demo: $(VENV)/.installed binaries  ## the main job: local cluster, 100 GPU nodes, fairpack, sample workloads
 	$(PY) -m fairpack_dev.demo $(DEMO_ARGS)
 
-manifests: $(VENV)/.installed binaries  ## regenerate manifests/fairpack.yaml and the chart's Grafana dashboard
-	$(PY) -m fairpack_dev.dashboard
-	$(PY) -m fairpack_dev.chart
-
-# chart-check needs helm and the kube-scheduler binary (which loads the rendered configuration).
+# chart-check needs helm and the kube-scheduler binary (which loads the rendered configuration);
+# manifests needs only helm (chart.py renders with `helm template`, dashboard.py runs nothing).
 # Depending on the files, not on `binaries`, means nothing is built when they are there: running
 # hack/build-binaries.sh while another build of the same version is under way would collide in
 # its source directory, and helm is built before Kubernetes, so helm's presence proves nothing.
+# Each file builds only its own component: a fresh machine's `make manifests` builds no Kubernetes.
+# (Defined before the targets that use them: make expands prerequisites as it reads a rule.)
 PINNED = $(shell sed -n 's/^$(1)=//p' hack/versions.env)
 KUBE_SCHEDULER := $(FAIRPACK_CACHE)/bin/kubernetes-$(call PINNED,KUBERNETES_VERSION)/kube-scheduler
 HELM := $(FAIRPACK_CACHE)/bin/helm-$(call PINNED,HELM_VERSION)/helm
-$(KUBE_SCHEDULER) $(HELM) &:
-	hack/build-binaries.sh
+$(KUBE_SCHEDULER):
+	hack/build-binaries.sh kubernetes
+$(HELM):
+	hack/build-binaries.sh helm
+
+manifests: $(VENV)/.installed $(HELM)  ## regenerate manifests/fairpack.yaml and the chart's Grafana dashboard
+	$(PY) -m fairpack_dev.dashboard
+	$(PY) -m fairpack_dev.chart
 
 chart-check: $(VENV)/.installed $(KUBE_SCHEDULER) $(HELM)  ## helm lint --strict, render with default and other values, check the scheduler config
 	$(PY) -m fairpack_dev.chart --check

@@ -2,7 +2,12 @@
 # Build the local control plane's binaries from pinned upstream Go modules and cache them
 # outside the repository, keyed by version, so that a second run builds nothing.
 #
-#   hack/build-binaries.sh            build what is missing, print the bin directory
+#   hack/build-binaries.sh [COMPONENT...]   build what is missing of the named components
+#                                           (etcd, kwok, helm, kubernetes; default: all),
+#                                           print the bin directory
+#
+# Naming components lets a target that needs only helm (`make manifests`) skip building
+# Kubernetes, which takes most of the time on a fresh machine.
 #
 # Output: $FAIRPACK_CACHE/bin/{kubernetes-<v>,etcd-<v>,kwok-<v>,helm-<v>}/<binary>
 set -euo pipefail
@@ -113,9 +118,21 @@ all_present() {
   for b in "$@"; do [ -x "$dir/$b" ] || return 1; done
 }
 
+components=("$@")
+[ "${#components[@]}" -gt 0 ] || components=(etcd kwok helm kubernetes)
+for component in "${components[@]}"; do
+  case "$component" in
+    etcd | kwok | helm | kubernetes) ;;
+    *) log "unknown component: $component (etcd, kwok, helm, kubernetes)"; exit 2 ;;
+  esac
+done
 mkdir -p "$cache/bin" "$cache/src"
-build_etcd
-build_module_binary kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
-build_module_binary helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
-build_kubernetes
+for component in "${components[@]}"; do
+  case "$component" in
+    etcd) build_etcd ;;
+    kwok) build_module_binary kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok ;;
+    helm) build_module_binary helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm ;;
+    kubernetes) build_kubernetes ;;
+  esac
+done
 echo "$cache/bin"
