@@ -260,20 +260,29 @@ class LocalCluster:
 
     def down(self, *, keep_logs: pathlib.Path | None = None) -> None:
         """Stop every component and remove the state directory; with ``keep_logs``, first copy
-        the components' logs into that directory (created, or added to)."""
+        every log of the state directory into that directory (created, or added to): the
+        components' at its top, the others (fairpack's own processes, which the demo starts in a
+        folder of the state directory) under their path there."""
         self.stop()
-        if keep_logs is not None and self.logs.is_dir():
-            shutil.copytree(self.logs, keep_logs, dirs_exist_ok=True)
+        if keep_logs is not None:
+            for log in self._log_files():
+                inside = self.logs if log.is_relative_to(self.logs) else self.state_dir
+                target = keep_logs / log.relative_to(inside)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(log, target)
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self._ports = None
 
     def down_keeping_logs(self) -> pathlib.Path | None:
-        """``down``, keeping the components' logs in a new run directory (run_logs_dir), so a
-        cluster that misbehaved can still be looked into; that directory, or None when there were
-        no logs (nothing ran here: no empty run pushes out an older one)."""
-        kept = run_logs_dir() if self.logs.is_dir() else None
+        """``down``, keeping the logs in a new run directory (run_logs_dir), so a cluster that
+        misbehaved can still be looked into; that directory, or None when there were no logs
+        (nothing ran here: no empty run pushes out an older one)."""
+        kept = run_logs_dir() if self._log_files() else None
         self.down(keep_logs=kept)
         return kept
+
+    def _log_files(self) -> list[pathlib.Path]:
+        return sorted(self.state_dir.rglob("*.log")) if self.state_dir.is_dir() else []
 
     def processes_left(self) -> dict[int, str]:
         """Processes still running with a path under this cluster's state directory among their

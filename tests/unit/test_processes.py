@@ -171,6 +171,9 @@ def _stopped_cluster_with_a_log(state_dir: pathlib.Path) -> cluster.LocalCluster
     local = cluster.LocalCluster(cluster.Settings(state_dir=state_dir, inventory=None))
     local.logs.mkdir(parents=True)
     (local.logs / "kube-apiserver.log").write_text("apiserver died\n")
+    # fairpack's own processes, as the demo starts them in a folder of the state directory
+    (state_dir / "fairpack").mkdir()
+    (state_dir / "fairpack" / "operator.log").write_text("operator said\n")
     return local
 
 
@@ -185,6 +188,7 @@ def test_cluster_down_keeps_the_components_logs_as_the_last_run_and_says_where(
     assert not local.state_dir.exists()
     last = tmp_path / "logs" / "last-run"
     assert (last / "kube-apiserver.log").read_text() == "apiserver died\n"
+    assert (last / "fairpack" / "operator.log").read_text() == "operator said\n"
     assert f"logs are kept in {last.resolve()}" in capsys.readouterr().out
 
 
@@ -200,6 +204,7 @@ def test_the_demos_teardown_keeps_the_components_logs_as_the_last_run_and_says_w
     assert not local.state_dir.exists()
     last = tmp_path / "logs" / "last-run"
     assert (last / "kube-apiserver.log").read_text() == "apiserver died\n"
+    assert (last / "fairpack" / "operator.log").read_text() == "operator said\n"
     assert f"logs are kept in {last.resolve()}" in out.getvalue()
 
 
