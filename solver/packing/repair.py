@@ -70,6 +70,8 @@ class _Cluster:
         np.subtract.at(self.free, self.where[placed], self.requests[placed])
         # Who may go elsewhere: pods this plan placed that were pending, and running pods that may move.
         self.loose = np.flatnonzero(~columns.mig & ((columns.node < 0) | (columns.movable & ~columns.pinned)))
+        # Requests as shares of the largest node, so that bytes do not drown milli-CPU in sizes.
+        self.scale = np.maximum(instance.allocatable.max(axis=0), 1)
         self._sky: _Skyline | None = None
 
     def _skyline(self) -> _Skyline:
@@ -96,8 +98,7 @@ class _Cluster:
         candidates = candidates[(self.requests[candidates] >= short[self.where[candidates]]).all(axis=1)]
         candidates = candidates[skyline.holds(self.requests[candidates])]
         # Pods this plan placed first (moving them disturbs nothing), then the smallest.
-        scale = np.maximum(self.instance.allocatable.max(axis=0), 1)
-        size = (self.requests[candidates].astype(np.float64) / scale).sum(axis=1)
+        size = (self.requests[candidates].astype(np.float64) / self.scale).sum(axis=1)
         preference = np.lexsort((size, self.instance.columns.node[candidates] >= 0))
         for q in candidates[preference].tolist():
             request = self.requests[q]
