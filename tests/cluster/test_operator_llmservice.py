@@ -228,8 +228,13 @@ def test_autoscaler_follows_the_queue_length_the_pods_report(
     def replicas() -> int:
         return int((kube.get(FAIRPACK, "LLMService", "llm", ns) or {})["spec"]["replicas"])
 
-    wait_for(lambda: replicas() == 3, 60, what="scale-up to 3")
-    last = (kube.get(FAIRPACK, "LLMService", "llm", ns) or {})["status"]["lastScaling"]
+    def last_scaling() -> dict[str, Any]:
+        status = (kube.get(FAIRPACK, "LLMService", "llm", ns) or {}).get("status") or {}
+        return dict(status.get("lastScaling") or {})
+
+    # The autoscaler writes spec.replicas, then status.lastScaling (two requests): wait for both.
+    wait_for(lambda: replicas() == 3 and last_scaling().get("toReplicas") == 3, 60, what="scale-up to 3")
+    last = last_scaling()
     assert (last["fromReplicas"], last["toReplicas"], last["value"], last["reason"]) == (
         1,
         3,
