@@ -109,8 +109,8 @@ def solve(
     started = time.monotonic()
     end = started + settings.window_s
     # The stages stop short of the window: choosing, validating and naming the plan follow them.
-    wrap_up = min(settings.window_s * WRAP_UP_SHARE, WRAP_UP_S) + len(instance.pods) * WRAP_UP_PER_POD_S
-    deadline = end - wrap_up
+    naming = len(instance.pods) * WRAP_UP_PER_POD_S  # validating and naming whichever plan is chosen
+    deadline = end - min(settings.window_s * WRAP_UP_SHARE, WRAP_UP_S) - naming
     steps = _Steps(started)
     default = greedy.schedule(instance, settings=_greedy_settings(settings))
     steps.done("greedy")
@@ -118,7 +118,7 @@ def solve(
     # still has pods to place it places far more per second than CP-SAT's neighbourhood
     # (docs/benchmarks.md, Scale), and it takes milliseconds where CP-SAT's whole model fits. The
     # stages start only if it leaves them enough before their own deadline.
-    hint = repair.improve(instance, default, deadline=end - len(instance.pods) * WRAP_UP_PER_POD_S)
+    hint = repair.improve(instance, default, deadline=end - naming)
     steps.done("repair")
     best: inst.Assignment | None = None
     model: PackingModel | None = None
